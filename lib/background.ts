@@ -1,0 +1,72 @@
+// A long-running helper (capture, event stream, server, tun holder) and the lines it printed.
+import { createInterface } from 'node:readline';
+import type { Spawned } from './exec.ts';
+import { poll } from './wait.ts';
+
+export interface Line {
+  stream: 'stdout' | 'stderr';
+  text: string;
+  at: number;
+}
+
+export class Background {
+  readonly lines: Line[] = [];
+  private listeners = new Set<() => void>();
+  exited = false;
+
+  constructor(
+    readonly proc: Spawned,
+    readonly host: string | undefined,
+  ) {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const source = proc.child[stream];
+      if (!source) continue;
+      createInterface({ input: source }).on('line', (text) => {
+        this.lines.push({ stream, text, at: performance.now() });
+        for (const l of this.listeners) l();
+      });
+    }
+    void proc.child.then(() => {
+      this.exited = true;
+      for (const l of this.listeners) l();
+    });
+  }
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+
+  text(stream?: Line['stream']): string {
+    return this.lines
+      .filter((l) => !stream || l.stream === stream)
+      .map((l) => l.text)
+      .join('\n');
+  }
+
+  /** Resolves with the first line matching, as soon as it is printed; undefined at the deadline or on exit. */
+  waitForLine(match: (text: string) => boolean, timeoutMs = 2000): Promise<Line | undefined> {
+    const found = () => this.lines.find((l) => match(l.text));
+    const hit = found();
+    if (hit || this.exited) return Promise.resolve(hit);
+    return new Promise((resolve) => {
+      const done = (value: Line | undefined) => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+        resolve(value);
+      };
+      const check = () => {
+        const line = found();
+        if (line || this.exited) done(line);
+      };
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      this.listeners.add(check);
+    });
+  }
+
+  /** Waits until `count` lines match (or the deadline); returns the matching lines. */
+  async waitForLines(match: (text: string) => boolean, count: number, timeoutMs = 2000): Promise<Line[]> {
+    const matching = () => this.lines.filter((l) => match(l.text));
+    await poll(() => matching().length >= count || this.exited, { timeoutMs });
+    return matching();
+  }
+}

@@ -1,0 +1,239 @@
+// Evidence from the kernel: packet captures, conntrack events, SNMP/netstat counters.
+import type { Background } from './background.ts';
+import type { Host } from './topology.ts';
+import { poll, waitFor } from './wait.ts';
+
+// ---------------------------------------------------------------- tcpdump
+
+export interface Packet {
+  time: string;
+  proto: 'tcp' | 'udp' | 'icmp' | 'other';
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+  /** tcpdump's flag string: 'S', 'S.', '.', 'P.', 'R', 'R.', 'F.' */
+  flags?: string;
+  length?: number;
+  raw: string;
+}
+
+const IP_LINE = /^(\S+) IP (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))? > (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))?: (.*)$/;
+
+/** Parses one line of `tcpdump -n` output (IPv4); undefined for anything else (ARP, banners). */
+export function parseTcpdumpLine(line: string): Packet | undefined {
+  const m = IP_LINE.exec(line.trim());
+  if (!m) return undefined;
+  const [, time, src, sport, dst, dport, rest] = m as unknown as [string, string, string, string | undefined, string, string | undefined, string];
+  const flags = /^Flags \[([^\]]*)\]/.exec(rest)?.[1];
+  const length = /length (\d+)/.exec(rest)?.[1];
+  const proto = flags !== undefined ? 'tcp' : rest.startsWith('UDP') ? 'udp' : rest.startsWith('ICMP') ? 'icmp' : 'other';
+  return {
+    time,
+    proto,
+    src,
+    dst,
+    sport: sport === undefined ? undefined : Number(sport),
+    dport: dport === undefined ? undefined : Number(dport),
+    flags,
+    length: length === undefined ? undefined : Number(length),
+    raw: line.trim(),
+  };
+}
+
+export const isSynAck = (p: Packet) => p.proto === 'tcp' && p.flags === 'S.';
+export const isSyn = (p: Packet) => p.proto === 'tcp' && p.flags === 'S';
+export const isReset = (p: Packet) => p.proto === 'tcp' && (p.flags?.startsWith('R') ?? false);
+
+export class Capture {
+  constructor(
+    readonly host: Host,
+    readonly iface: string,
+    readonly process: Background,
+  ) {}
+
+  packets(): Packet[] {
+    return this.process.lines
+      .filter((l) => l.stream === 'stdout')
+      .map((l) => parseTcpdumpLine(l.text))
+      .filter((p): p is Packet => p !== undefined);
+  }
+
+  /** The first packet matching, as soon as tcpdump prints it; undefined at the deadline. */
+  async waitFor(match: (p: Packet) => boolean, timeoutMs = 2000): Promise<Packet | undefined> {
+    const line = await this.process.waitForLine((text) => {
+      const p = parseTcpdumpLine(text);
+      return p !== undefined && match(p);
+    }, timeoutMs);
+    return line && parseTcpdumpLine(line.text);
+  }
+
+  /** Stops tcpdump with SIGINT (so it flushes) and returns every packet it printed. */
+  async stop(): Promise<Packet[]> {
+    await this.host.lab.stop(this.process, 'SIGINT');
+    return this.packets();
+  }
+
+  summary(): string {
+    const lines = this.packets().map((p) => `  ${p.raw}`);
+    return `capture on ${this.host.name}/${this.iface}: ${lines.length} packet(s)${lines.length ? `\n${lines.join('\n')}` : ''}`;
+  }
+}
+
+/** Starts tcpdump on one interface and resolves once it is listening. */
+export async function capture(host: Host, iface: string, filter = ''): Promise<Capture> {
+  const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? filter.split(/\s+/) : [])];
+  const proc = host.spawn(argv, { note: `capture on ${iface}` });
+  const ready = await proc.waitForLine((t) => t.startsWith('listening on'), 5000);
+  if (!ready) throw new Error(`tcpdump on ${host.name}/${iface} did not start listening: ${proc.text()}`);
+  return new Capture(host, iface, proc);
+}
+
+// ---------------------------------------------------------------- conntrack
+
+export interface Tuple {
+  src: string;
+  dst: string;
+  sport?: number;
+  dport?: number;
+}
+
+export interface ConntrackEvent {
+  type: 'NEW' | 'UPDATE' | 'DESTROY';
+  proto: string;
+  state?: string;
+  original: Tuple;
+  reply: Tuple;
+  flags: string[];
+  id?: string;
+  raw: string;
+}
+
+/** Parses one line of `conntrack -E -o extended,id`. */
+export function parseConntrackEvent(line: string): ConntrackEvent | undefined {
+  const head = /^\s*\[(NEW|UPDATE|DESTROY)\]\s+ipv4\s+\d+\s+(\S+)\s+\d+\s+(?:\d+\s+)?([A-Z_]+\s+)?/.exec(line);
+  if (!head) return undefined;
+  const tuples: Tuple[] = [];
+  for (const m of line.matchAll(/src=(\S+) dst=(\S+)(?: sport=(\d+) dport=(\d+))?/g)) {
+    tuples.push({
+      src: m[1] as string,
+      dst: m[2] as string,
+      sport: m[3] === undefined ? undefined : Number(m[3]),
+      dport: m[4] === undefined ? undefined : Number(m[4]),
+    });
+  }
+  const [original, reply] = tuples;
+  if (!original || !reply) return undefined;
+  return {
+    type: head[1] as ConntrackEvent['type'],
+    proto: head[2] as string,
+    state: head[3]?.trim(),
+    original,
+    reply,
+    flags: [...line.matchAll(/\[([A-Z]+)\]/g)].map((m) => m[1] as string).filter((f) => !['NEW', 'UPDATE', 'DESTROY'].includes(f)),
+    id: /id=(\d+)/.exec(line)?.[1],
+    raw: line.trim(),
+  };
+}
+
+export class ConntrackEvents {
+  constructor(
+    readonly host: Host,
+    readonly process: Background,
+  ) {}
+
+  events(): ConntrackEvent[] {
+    return this.process.lines
+      .map((l) => parseConntrackEvent(l.text))
+      .filter((e): e is ConntrackEvent => e !== undefined && !e.flags.includes('USERSPACE'));
+  }
+
+  async waitFor(match: (e: ConntrackEvent) => boolean, timeoutMs = 2000): Promise<ConntrackEvent | undefined> {
+    const line = await this.process.waitForLine((t) => {
+      const e = parseConntrackEvent(t);
+      return e !== undefined && !e.flags.includes('USERSPACE') && match(e);
+    }, timeoutMs);
+    return line && parseConntrackEvent(line.text);
+  }
+
+  async stop(): Promise<ConntrackEvent[]> {
+    await this.host.lab.stop(this.process);
+    return this.events();
+  }
+
+  summary(): string {
+    return `conntrack events in ${this.host.name}:\n${this.events()
+      .map((e) => `  ${e.raw}`)
+      .join('\n')}`;
+  }
+}
+
+/**
+ * Starts `conntrack -E` in a host and resolves once it is subscribed: it inserts a canary entry
+ * from userspace and waits for its event (conntrack -E prints no banner of its own).
+ */
+export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
+  const proc = host.spawn(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], { note: 'conntrack event stream' });
+  const canary = ['-p', 'udp', '-s', '127.0.0.254', '-d', '127.0.0.254', '--sport', '9', '--dport', '9'];
+  await waitFor(`conntrack -E in ${host.name} to subscribe`, async () => {
+    await host.exec(['conntrack', '-I', ...canary, '-t', '1'], { check: false });
+    const seen = await proc.waitForLine((t) => t.includes('127.0.0.254') && t.includes('[NEW]'), 50);
+    await host.exec(['conntrack', '-D', ...canary], { check: false });
+    return seen;
+  }, { timeoutMs: 3000, intervalMs: 0 });
+  return new ConntrackEvents(host, proc);
+}
+
+// ---------------------------------------------------------------- SNMP / netstat counters
+
+export type Counters = Record<string, number>;
+
+/** Parses /proc/net/snmp and /proc/net/netstat (header/value line pairs) into `Group.Name` keys. */
+export function parseSnmp(text: string): Counters {
+  const counters: Counters = {};
+  const lines = text.split('\n').filter(Boolean);
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const [group, ...names] = (lines[i] as string).split(/\s+/);
+    const [group2, ...values] = (lines[i + 1] as string).split(/\s+/);
+    if (!group || group !== group2) {
+      i -= 1;
+      continue;
+    }
+    names.forEach((name, j) => {
+      counters[`${group.replace(/:$/, '')}.${name}`] = Number(values[j]);
+    });
+  }
+  return counters;
+}
+
+/** The host's SNMP and netstat counters, read inside its namespace. */
+export async function snmp(host: Host): Promise<Counters> {
+  return parseSnmp((await host.exec(['cat', '/proc/net/snmp', '/proc/net/netstat'])).stdout);
+}
+
+export interface CounterWatch {
+  /** How much each named counter moved since the watch began. */
+  delta(...keys: string[]): Promise<Counters>;
+  /** Resolves with the counter's increase as soon as it reaches `atLeast` (its last value at the deadline otherwise). */
+  rise(key: string, atLeast?: number, timeoutMs?: number): Promise<number>;
+}
+
+/** Counter deltas: a snapshot now, compared later. */
+export async function counterWatch(host: Host): Promise<CounterWatch> {
+  const before = await snmp(host);
+  const delta = async (...keys: string[]) => {
+    const after = await snmp(host);
+    return Object.fromEntries(keys.map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)]));
+  };
+  return {
+    delta,
+    async rise(key, atLeast = 1, timeoutMs = 2000) {
+      let last = 0;
+      await poll(async () => {
+        last = (await delta(key))[key] ?? 0;
+        return last >= atLeast;
+      }, { timeoutMs });
+      return last;
+    },
+  };
+}

@@ -1,0 +1,155 @@
+// The one way commands run: execa, argv arrays, no shell, every command recorded.
+import { execa, type ResultPromise } from 'execa';
+
+export const PHASES = ['topology', 'break', 'evidence', 'fix', 'proof', 'teardown'] as const;
+export type Phase = (typeof PHASES)[number];
+
+export interface Step {
+  phase: Phase;
+  /** Lab host name (netns is derived), undefined for commands in the caller's namespace. */
+  host?: string;
+  /** The real command line a reader can paste. */
+  line: string;
+  /** Text fed on stdin (nft rulesets, ip batches). */
+  input?: string;
+  exitCode: number | null;
+  durationMs: number;
+  stdout: string;
+  stderr: string;
+  /** Long-running helper (capture, server, event stream): output is what it printed until stopped. */
+  background?: boolean;
+  /** Short why-line for demos. */
+  note?: string;
+}
+
+export class Transcript {
+  readonly steps: Step[] = [];
+  phase: Phase = 'topology';
+  readonly startedAt = Date.now();
+  spawned = 0;
+
+  record(step: Omit<Step, 'phase'>): Step {
+    const full = { phase: this.phase, ...step };
+    this.steps.push(full);
+    return full;
+  }
+
+  /** Marks a phase boundary with a note (shown in demos as the phase verdict). */
+  note(note: string): void {
+    this.steps.push({ phase: this.phase, line: '', exitCode: 0, durationMs: 0, stdout: '', stderr: '', note });
+  }
+}
+
+/** A command that failed, as data. */
+export class CommandError extends Error {
+  constructor(
+    readonly line: string,
+    readonly exitCode: number | null,
+    readonly stderr: string,
+    readonly stdout: string,
+  ) {
+    super(`command failed (exit ${exitCode}): ${line}\n${(stderr || stdout).trim()}`);
+    this.name = 'CommandError';
+  }
+}
+
+export interface RunOptions {
+  input?: string;
+  /** Return the result instead of throwing on a non-zero exit. */
+  check?: boolean;
+  timeoutMs?: number;
+  note?: string;
+}
+
+export interface RunResult {
+  exitCode: number | null;
+  stdout: string;
+  stderr: string;
+  ok: boolean;
+}
+
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+/** Quotes one argument the way a reader would type it in bash. */
+export function shellQuote(arg: string): string {
+  if (arg !== '' && SAFE.test(arg)) return arg;
+  return `'${arg.replaceAll("'", `'"'"'`)}'`;
+}
+
+export function shellLine(argv: readonly string[]): string {
+  return argv.map(shellQuote).join(' ');
+}
+
+/** argv that runs `argv` inside netns `ns`; `ip` itself is pointed at the netns with -n (no mount namespace needed). */
+export function inNetns(ns: string | undefined, argv: readonly string[]): string[] {
+  if (!ns) return [...argv];
+  if (argv[0] === 'ip') return ['ip', '-n', ns, ...argv.slice(1)];
+  return ['ip', 'netns', 'exec', ns, ...argv];
+}
+
+export async function run(
+  transcript: Transcript,
+  host: { name: string; ns: string } | undefined,
+  argv: readonly string[],
+  opts: RunOptions = {},
+): Promise<RunResult> {
+  const full = inNetns(host?.ns, argv);
+  const line = shellLine(full);
+  const started = performance.now();
+  transcript.spawned++;
+  const [file, ...args] = full as [string, ...string[]];
+  const result = await execa(file, args, {
+    input: opts.input ?? '',
+    reject: false,
+    timeout: opts.timeoutMs ?? 15_000,
+    stripFinalNewline: false,
+    env: { LC_ALL: 'C' },
+  });
+  const exitCode = result.exitCode ?? null;
+  const step = {
+    host: host?.name,
+    line,
+    input: opts.input,
+    exitCode,
+    durationMs: performance.now() - started,
+    stdout: String(result.stdout ?? ''),
+    stderr: String(result.stderr ?? ''),
+    note: opts.note,
+  };
+  transcript.record(step);
+  const ok = exitCode === 0;
+  if (!ok && opts.check !== false) {
+    const reason = result.failed && exitCode === undefined ? `${result.shortMessage}` : step.stderr;
+    throw new CommandError(line, exitCode, reason, step.stdout);
+  }
+  return { exitCode, stdout: step.stdout, stderr: step.stderr, ok };
+}
+
+/** A started long-running process, owned by whoever spawned it. */
+export interface Spawned {
+  pid: number;
+  line: string;
+  child: ResultPromise;
+}
+
+export function spawn(
+  transcript: Transcript,
+  host: { ns: string } | undefined,
+  argv: readonly string[],
+  opts: { stdin?: boolean } = {},
+): Spawned {
+  const full = inNetns(host?.ns, argv);
+  const [file, ...args] = full as [string, ...string[]];
+  transcript.spawned++;
+  const child = execa(file, args, {
+    reject: false,
+    buffer: false,
+    stdin: opts.stdin ? 'pipe' : 'ignore',
+    env: { LC_ALL: 'C' },
+    // Own process group: a Ctrl-C on the terminal reaches the lab, which stops helpers itself.
+    detached: true,
+  });
+  if (child.pid === undefined) throw new CommandError(shellLine(full), null, 'spawn failed', '');
+  child.unref();
+  return { pid: child.pid, line: shellLine(full), child };
+}

@@ -1,0 +1,135 @@
+// Firewalls as the write-ups wrote them: nft rulesets (text in, JSON counters out) and iptables (both backends).
+// Rules worth counting carry a comment; the comment is how evidence finds them.
+import type { RunResult } from './exec.ts';
+import type { Host } from './topology.ts';
+import { words } from './topology.ts';
+
+export interface RuleCounter {
+  table: string;
+  chain: string;
+  comment?: string;
+  /** The rule as the tool prints it (iptables-save spec, or the nft JSON of its expressions). */
+  rule: string;
+  packets: number;
+  bytes: number;
+}
+
+/** Rule counters from `nft -j list ruleset` output. */
+export function parseNftCounters(json: string): RuleCounter[] {
+  const doc = JSON.parse(json) as { nftables: Array<Record<string, any>> };
+  const counters: RuleCounter[] = [];
+  for (const item of doc.nftables) {
+    const rule = item.rule;
+    if (!rule) continue;
+    const counter = (rule.expr as Array<Record<string, any>>).find((e) => 'counter' in e)?.counter;
+    if (!counter) continue;
+    counters.push({
+      table: `${rule.family} ${rule.table}`,
+      chain: rule.chain,
+      comment: rule.comment,
+      rule: JSON.stringify(rule.expr),
+      packets: counter.packets,
+      bytes: counter.bytes,
+    });
+  }
+  return counters;
+}
+
+/** Rule and chain-policy counters from `iptables-save -c` output. */
+export function parseIptablesSave(text: string): RuleCounter[] {
+  const counters: RuleCounter[] = [];
+  let table = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1).trim();
+    const policy = /^:(\S+) (\S+) \[(\d+):(\d+)\]/.exec(line);
+    if (policy) {
+      const [, chain, target, p, b] = policy as unknown as [string, string, string, string, string];
+      if (target !== '-') counters.push({ table, chain, rule: `policy ${target}`, packets: +p, bytes: +b });
+      continue;
+    }
+    const rule = /^\[(\d+):(\d+)\] -A (\S+) (.*)$/.exec(line);
+    if (!rule) continue;
+    const [, p, b, chain, spec] = rule as unknown as [string, string, string, string, string];
+    const comment = /--comment (?:"([^"]*)"|(\S+))/.exec(spec);
+    counters.push({ table, chain, comment: comment?.[1] ?? comment?.[2], rule: spec, packets: +p, bytes: +b });
+  }
+  return counters;
+}
+
+/** Finds one counter by comment; throws with the list of comments seen if it is missing. */
+export function counterOf(counters: RuleCounter[], comment: string): RuleCounter {
+  const hit = counters.find((c) => c.comment === comment);
+  if (!hit) {
+    const seen = counters.map((c) => c.comment).filter(Boolean);
+    throw new Error(`no rule with comment "${comment}" (rules with comments: ${seen.join(', ') || 'none'})`);
+  }
+  return hit;
+}
+
+export class Nft {
+  constructor(readonly host: Host) {}
+
+  /** Applies ruleset text atomically (`nft -f -`). */
+  apply(ruleset: string): Promise<RunResult> {
+    return this.host.exec(['nft', '-f', '-'], { input: `${ruleset.trim()}\n` });
+  }
+
+  /** One nft command, as typed (`add rule ip nat output ...`). */
+  cmd(command: string): Promise<RunResult> {
+    return this.host.exec(['nft', ...words(command)]);
+  }
+
+  async counters(): Promise<RuleCounter[]> {
+    return parseNftCounters((await this.host.exec(['nft', '-j', 'list', 'ruleset'])).stdout);
+  }
+
+  async counter(comment: string): Promise<RuleCounter> {
+    return counterOf(await this.counters(), comment);
+  }
+
+  async ruleset(): Promise<string> {
+    return (await this.host.exec(['nft', 'list', 'ruleset'], { check: false })).stdout;
+  }
+}
+
+export type IptablesBackend = 'nft' | 'legacy';
+
+export const IPTABLES_BACKENDS: Record<IptablesBackend, { iptables: string; save: string }> = {
+  nft: { iptables: 'iptables-nft', save: 'iptables-nft-save' },
+  legacy: { iptables: 'iptables-legacy', save: 'iptables-legacy-save' },
+};
+
+export class Iptables {
+  constructor(
+    readonly host: Host,
+    readonly backend: IptablesBackend = 'nft',
+  ) {}
+
+  get command(): string {
+    return IPTABLES_BACKENDS[this.backend].iptables;
+  }
+
+  /** Each line is one iptables invocation as the write-up typed it (`-t nat -A POSTROUTING ...`). */
+  async rules(...lines: string[]): Promise<void> {
+    for (const line of lines) await this.host.exec([this.command, '-w', ...iptablesWords(line)]);
+  }
+
+  async counters(): Promise<RuleCounter[]> {
+    return parseIptablesSave((await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c'])).stdout);
+  }
+
+  async counter(comment: string): Promise<RuleCounter> {
+    return counterOf(await this.counters(), comment);
+  }
+
+  async save(): Promise<string> {
+    return (await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c'], { check: false })).stdout;
+  }
+}
+
+/** Splits an iptables line, keeping a double-quoted comment as one argument. */
+export function iptablesWords(line: string): string[] {
+  const out: string[] = [];
+  for (const m of line.matchAll(/"([^"]*)"|(\S+)/g)) out.push(m[1] ?? (m[2] as string));
+  return out;
+}

@@ -1,0 +1,207 @@
+// A Lab owns one run: unique names, every namespace and process it made, and their teardown.
+import { randomBytes } from 'node:crypto';
+import { Background } from './background.ts';
+import { type Phase, type RunOptions, type RunResult, run, type Step, spawn, Transcript } from './exec.ts';
+import {
+  deleteNamespaceSync,
+  killSync,
+  namespacePids,
+  NS_PREFIX,
+  processRef,
+  type RunRecord,
+  reapDead,
+  removeRecord,
+  writeRecord,
+} from './registry.ts';
+import { Host } from './topology.ts';
+
+const liveLabs = new Set<Lab>();
+let signalsInstalled = false;
+
+/** On Ctrl-C, SIGTERM or exit, tear down every live lab synchronously before the process goes. */
+function installSignalHandlers(): void {
+  if (signalsInstalled) return;
+  signalsInstalled = true;
+  const onSignal = (signal: NodeJS.Signals, code: number) => {
+    process.on(signal, () => {
+      for (const lab of liveLabs) lab.teardownSync();
+      process.exit(code);
+    });
+  };
+  onSignal('SIGINT', 130);
+  onSignal('SIGTERM', 143);
+  onSignal('SIGHUP', 129);
+  process.on('exit', () => {
+    for (const lab of liveLabs) lab.teardownSync();
+  });
+}
+
+export interface LabOptions {
+  scenario: string;
+  /** Reap what dead runs left before starting (default true). */
+  reap?: boolean;
+}
+
+export class Lab implements AsyncDisposable {
+  readonly id: string;
+  readonly transcript = new Transcript();
+  readonly hosts = new Map<string, Host>();
+  private readonly record: RunRecord;
+  private readonly processes = new Map<Background, Step>();
+  private torndown = false;
+
+  private constructor(readonly scenario: string) {
+    this.id = randomBytes(3).toString('hex');
+    this.record = {
+      id: this.id,
+      scenario,
+      owner: processRef(process.pid),
+      namespaces: [],
+      processes: [],
+    };
+  }
+
+  static create(opts: LabOptions): Lab {
+    if (opts.reap !== false) reapDead();
+    installSignalHandlers();
+    const lab = new Lab(opts.scenario);
+    writeRecord(lab.record);
+    liveLabs.add(lab);
+    return lab;
+  }
+
+  set phase(phase: Phase) {
+    this.transcript.phase = phase;
+  }
+
+  get phase(): Phase {
+    return this.transcript.phase;
+  }
+
+  /** The namespace name for a host of this lab. */
+  nsName(host: string): string {
+    return `${NS_PREFIX}${this.id}-${host}`;
+  }
+
+  /** A new host: its own network namespace with lo up. */
+  async host(name: string): Promise<Host> {
+    if (this.hosts.has(name)) throw new Error(`host ${name} already exists in this lab`);
+    const ns = this.nsName(name);
+    this.record.namespaces.push(ns);
+    writeRecord(this.record);
+    await this.run(undefined, ['ip', 'netns', 'add', ns]);
+    const host = new Host(this, name, ns);
+    this.hosts.set(name, host);
+    await host.ip('link set lo up');
+    return host;
+  }
+
+  async hostsNamed<const N extends string>(...names: N[]): Promise<Record<N, Host>> {
+    const made = await Promise.all(names.map((n) => this.host(n)));
+    return Object.fromEntries(names.map((n, i) => [n, made[i]])) as Record<N, Host>;
+  }
+
+  run(host: Host | undefined, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+    if (this.torndown) throw new Error('lab is torn down');
+    return run(this.transcript, host, argv, opts);
+  }
+
+  /** Starts a long-running process owned by this lab; it is stopped at teardown if not before. */
+  spawn(host: Host | undefined, argv: readonly string[], opts: { note?: string; stdin?: boolean } = {}): Background {
+    const { note } = opts;
+    const proc = spawn(this.transcript, host, argv, opts);
+    const bg = new Background(proc, host?.name);
+    const step = this.transcript.record({
+      host: host?.name,
+      line: proc.line,
+      exitCode: null,
+      durationMs: 0,
+      stdout: '',
+      stderr: '',
+      background: true,
+      note,
+    });
+    this.processes.set(bg, step);
+    this.record.processes.push(processRef(proc.pid));
+    writeRecord(this.record);
+    return bg;
+  }
+
+  /** Stops a process this lab started, by its pid; resolves once it has exited. Its output joins the transcript. */
+  async stop(bg: Background, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const step = this.processes.get(bg);
+    if (!step) return;
+    this.processes.delete(bg);
+    const proc = bg.proc;
+    if (!bg.exited) {
+      try {
+        process.kill(proc.pid, signal);
+      } catch {}
+      const killer = setTimeout(() => {
+        try {
+          process.kill(proc.pid, 'SIGKILL');
+        } catch {}
+      }, 1000);
+      await proc.child;
+      clearTimeout(killer);
+    }
+    step.stdout = bg.text('stdout');
+    step.stderr = bg.text('stderr');
+    step.exitCode = proc.child.exitCode ?? null;
+    this.record.processes = this.record.processes.filter((p) => p.pid !== proc.pid);
+  }
+
+  /** The state that explains a failure: per host addresses, routes, rules, rulesets, conntrack; helpers' output. */
+  async snapshot(): Promise<string> {
+    const sections = await Promise.all(
+      [...this.hosts.values()].map(async (host) => {
+        const outputs = await Promise.all(
+          [
+            ['ip', '-br', 'addr'],
+            ['ip', 'route', 'show', 'table', 'all'],
+            ['ip', 'rule'],
+            ['nft', 'list', 'ruleset'],
+            ['conntrack', '-L'],
+          ].map((argv) => this.run(host, argv, { check: false })),
+        );
+        const body = outputs
+          .map((r, i) => `$ ${['ip -br addr', 'ip route show table all', 'ip rule', 'nft list ruleset', 'conntrack -L'][i]}\n${(r.stdout || r.stderr).trim()}`)
+          .join('\n');
+        return `## ${host.name} (${host.ns})\n${body}`;
+      }),
+    );
+    const helpers = [...this.processes.keys()].map((bg) => `## ${bg.proc.line}\n${bg.text().split('\n').slice(-30).join('\n')}`);
+    return [...sections, ...helpers].join('\n\n');
+  }
+
+  /** Reverse-order teardown: processes first (they hold namespaces), then namespaces. */
+  async teardown(): Promise<void> {
+    if (this.torndown) return;
+    this.phase = 'teardown';
+    await Promise.all([...this.processes.keys()].reverse().map((p) => this.stop(p)));
+    const namespaces = [...this.hosts.values()].reverse().map((h) => h.ns);
+    // children a helper forked (socat's per-connection processes) also hold the namespace
+    for (const ns of namespaces) for (const pid of namespacePids(ns)) killSync(processRef(pid), 100);
+    await Promise.all(namespaces.map((ns) => this.run(undefined, ['ip', 'netns', 'del', ns], { check: false })));
+    this.finish();
+  }
+
+  /** The same teardown without awaiting: for signal and exit handlers. */
+  teardownSync(): void {
+    if (this.torndown) return;
+    for (const bg of [...this.processes.keys()].reverse()) killSync(processRef(bg.pid), 200);
+    for (const ns of [...this.record.namespaces].reverse()) deleteNamespaceSync(ns);
+    this.finish();
+  }
+
+  private finish(): void {
+    this.torndown = true;
+    this.processes.clear();
+    liveLabs.delete(this);
+    removeRecord(this.id);
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.teardown();
+  }
+}

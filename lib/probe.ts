@@ -1,0 +1,158 @@
+// Exchanges from one host to another, with a classified outcome and the payload that came back.
+// Every probe sends a fresh token; only an answer carrying that token counts as connectivity.
+import { randomBytes } from 'node:crypto';
+import type { Background } from './background.ts';
+import type { Host } from './topology.ts';
+import { waitFor } from './wait.ts';
+
+export type Outcome = 'connected' | 'refused' | 'reset' | 'timeout' | 'unreachable';
+
+export interface ProbeResult {
+  kind: 'tcp' | 'udp' | 'http';
+  from: string;
+  to: string;
+  outcome: Outcome;
+  /** What came back (the echoed token, the server's identity line, the HTTP body). */
+  payload: string;
+  token: string;
+  /** True if the answer carried the token: the exchange went end to end. */
+  echoed: boolean;
+  detail: string;
+  durationMs: number;
+}
+
+/** Classifies socat/curl diagnostics into an outcome. */
+export function classify(stderr: string, answered: boolean, connected: boolean): Outcome {
+  if (/reset by peer|Connection reset/i.test(stderr)) return 'reset';
+  if (answered) return 'connected';
+  if (/refused|Could not connect/i.test(stderr)) return 'refused';
+  if (/No route to host|Network is unreachable|Host is unreachable/i.test(stderr)) return 'unreachable';
+  if (connected) return 'connected';
+  return 'timeout';
+}
+
+export interface ProbeOptions {
+  /** Give up after this long (default 1000 ms: breakage is proven by evidence, not by waiting). */
+  timeoutMs?: number;
+  /** Stop early when this settles: the evidence already decided the outcome. */
+  until?: Promise<unknown>;
+}
+
+function token(): string {
+  return `netns-lab-${randomBytes(4).toString('hex')}`;
+}
+
+/** Runs a socat client with the token on stdin and waits for an answer, an error, the deadline or `until`. */
+async function socatExchange(
+  kind: 'tcp' | 'udp',
+  from: Host,
+  address: string,
+  opts: ProbeOptions,
+): Promise<ProbeResult> {
+  const timeoutMs = opts.timeoutMs ?? 1000;
+  const t = token();
+  const started = performance.now();
+  const target = kind === 'tcp' ? `TCP:${address},connect-timeout=${timeoutMs / 1000}` : `UDP:${address}`;
+  const client = from.spawn(['socat', '-d', '-d', '-', target], { stdin: true, note: `${kind} probe to ${address}` });
+  client.proc.child.stdin?.write(`${t}\n`);
+  const answered = client.waitForLine((l) => l.includes(t), timeoutMs);
+  const failed = client.waitForLine((l) => / E /.test(l), timeoutMs);
+  await Promise.race([answered, failed, opts.until ?? new Promise(() => {})]);
+  await from.lab.stop(client, 'SIGKILL');
+  const payload = client.text('stdout');
+  const stderr = client.text('stderr');
+  const echoed = payload.includes(t);
+  const connected = kind === 'tcp' && /starting data transfer loop/.test(stderr);
+  return {
+    kind,
+    from: from.name,
+    to: address,
+    outcome: classify(stderr, echoed, connected),
+    payload: payload.trim(),
+    token: t,
+    echoed,
+    detail: stderr
+      .split('\n')
+      .filter((l) => / [EW] /.test(l))
+      .join('\n'),
+    durationMs: performance.now() - started,
+  };
+}
+
+/** TCP: connect, send a token, expect it back (from an echo server, or inside the server's answer). */
+export function tcp(from: Host, address: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  return socatExchange('tcp', from, address, opts);
+}
+
+/** UDP: send a token in one datagram, expect an answer carrying it. */
+export function udp(from: Host, address: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  return socatExchange('udp', from, address, opts);
+}
+
+/** HTTP GET with curl; the token is the path, which the HTTP test server echoes in its body. */
+export async function http(from: Host, url: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  const timeoutMs = opts.timeoutMs ?? 1000;
+  const t = token();
+  const started = performance.now();
+  // -v: curl's own summary says "Couldn't connect" for refused and unreachable alike; the verbose line tells them apart
+  const res = await from.exec(['curl', '-sSv', '--max-time', String(timeoutMs / 1000), `${url.replace(/\/$/, '')}/${t}`], {
+    check: false,
+  });
+  const echoed = res.stdout.includes(t);
+  return {
+    kind: 'http',
+    from: from.name,
+    to: url,
+    outcome: classify(res.stderr, echoed, res.ok),
+    payload: res.stdout.trim(),
+    token: t,
+    echoed,
+    detail: res.stderr
+      .split('\n')
+      .filter((l) => /^curl:|failed:/.test(l))
+      .join('\n'),
+    durationMs: performance.now() - started,
+  };
+}
+
+export function describe(r: ProbeResult): string {
+  const answer = r.payload ? ` answer "${r.payload.slice(0, 120)}"` : '';
+  return `${r.kind} ${r.from} -> ${r.to}: ${r.outcome}${r.echoed ? ' (token echoed)' : ''}${answer}${r.detail ? ` [${r.detail.replace(/\n/g, '; ')}]` : ''}`;
+}
+
+// ---------------------------------------------------------------- servers
+
+export type ServerKind =
+  /** echoes what it receives */
+  | 'echo'
+  /** answers with the line it received and the peer address it saw: `<line> from <addr>` */
+  | 'whoami'
+  /** minimal HTTP/1.0 server echoing the request line in its body */
+  | 'http';
+
+// socat parses quotes and backslashes in addresses itself: these programs use neither (nor commas).
+const SERVER_PROGRAM: Record<ServerKind, string> = {
+  echo: 'PIPE',
+  whoami: 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR',
+  http: 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT',
+};
+
+/** Starts a socat server in `host` and resolves once it listens. `listen` is `port` or `addr:port`. */
+export async function serve(
+  host: Host,
+  proto: 'tcp' | 'udp',
+  listen: string | number,
+  kind: ServerKind = 'echo',
+): Promise<Background> {
+  const [addr, port] = String(listen).includes(':') ? String(listen).split(':') : [undefined, String(listen)];
+  const bind = addr ? `,bind=${addr}` : '';
+  const address = proto === 'tcp' ? `TCP-LISTEN:${port},reuseaddr,fork${bind}` : `UDP-RECVFROM:${port},fork${bind}`;
+  const server = host.spawn(['socat', '-d', '-d', address, SERVER_PROGRAM[kind]], {
+    note: `${kind} server on ${proto}/${listen}`,
+  });
+  await waitFor(`${proto} ${kind} server on ${host.name}:${listen}`, () => {
+    if (server.exited) throw new Error(`server exited: ${server.text()}`);
+    return server.lines.some((l) => l.text.includes('listening on'));
+  });
+  return server;
+}

@@ -1,0 +1,158 @@
+// Run records on disk: which namespaces and processes a run owns, and which runs are dead.
+// A process is identified by pid AND start time, so a recycled pid is never mistaken for ours.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? '/run/netns-lab';
+/** Every lab namespace starts with this; the run id follows. */
+export const NS_PREFIX = 'nl-';
+
+export interface ProcessRef {
+  pid: number;
+  start: string;
+}
+
+export interface RunRecord {
+  id: string;
+  scenario: string;
+  owner: ProcessRef;
+  namespaces: string[];
+  processes: ProcessRef[];
+}
+
+/** Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or undefined if gone. */
+export function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // comm (field 2) may contain spaces: fields after the last ')' are fixed.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return rest[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export function processRef(pid: number): ProcessRef {
+  return { pid, start: startTime(pid) ?? '' };
+}
+
+export function isAlive(ref: ProcessRef): boolean {
+  return startTime(ref.pid) === ref.start;
+}
+
+export function writeRecord(record: RunRecord): void {
+  mkdirSync(STATE_DIR, { recursive: true });
+  // rename is atomic: a concurrent reaper never reads half a record
+  const tmp = join(STATE_DIR, `.${record.id}.tmp`);
+  writeFileSync(tmp, JSON.stringify(record));
+  renameSync(tmp, join(STATE_DIR, `${record.id}.json`));
+}
+
+export function removeRecord(id: string): void {
+  rmSync(join(STATE_DIR, `${id}.json`), { force: true });
+}
+
+export function readRecords(): RunRecord[] {
+  let files: string[];
+  try {
+    files = readdirSync(STATE_DIR).filter((f) => f.endsWith('.json'));
+  } catch {
+    return [];
+  }
+  const records: RunRecord[] = [];
+  for (const file of files) {
+    try {
+      records.push(JSON.parse(readFileSync(join(STATE_DIR, file), 'utf8')) as RunRecord);
+    } catch {
+      // half-written by a run killed mid-write: its namespaces are found by prefix below
+    }
+  }
+  return records;
+}
+
+export function listNamespaces(): string[] {
+  try {
+    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** Stops a process we own: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+export function killSync(ref: ProcessRef, graceMs = 300): void {
+  if (!isAlive(ref)) return;
+  try {
+    process.kill(ref.pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + graceMs;
+  while (isAlive(ref) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  if (isAlive(ref)) {
+    try {
+      process.kill(ref.pid, 'SIGKILL');
+    } catch {}
+  }
+}
+
+/** Pids of processes running inside a namespace (all of them started by the lab that made it). */
+export function namespacePids(ns: string): number[] {
+  try {
+    return execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' })
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Kills what still runs inside the namespace, then removes it. */
+export function deleteNamespaceSync(ns: string): void {
+  for (const pid of namespacePids(ns)) killSync(processRef(pid), 100);
+  try {
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  } catch {}
+}
+
+export interface Reaped {
+  runs: string[];
+  namespaces: string[];
+  processes: number[];
+}
+
+/**
+ * Removes what dead runs left: their processes (by recorded pid and start time) and namespaces.
+ * Lab namespaces that no record claims are leftovers too: a run records a namespace before creating it.
+ */
+export function reapDead(): Reaped {
+  const reaped: Reaped = { runs: [], namespaces: [], processes: [] };
+  const records = readRecords();
+  const live = new Set<string>();
+  for (const record of records) {
+    if (isAlive(record.owner)) {
+      for (const ns of record.namespaces) live.add(ns);
+      continue;
+    }
+    for (const proc of record.processes) {
+      if (isAlive(proc)) {
+        killSync(proc, 100);
+        reaped.processes.push(proc.pid);
+      }
+    }
+    reaped.runs.push(record.id);
+  }
+  for (const ns of listNamespaces()) {
+    if (ns.startsWith(NS_PREFIX) && !live.has(ns)) {
+      reaped.processes.push(...namespacePids(ns));
+      deleteNamespaceSync(ns);
+      reaped.namespaces.push(ns);
+    }
+  }
+  for (const id of reaped.runs) removeRecord(id);
+  return reaped;
+}

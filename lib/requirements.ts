@@ -1,0 +1,96 @@
+// What a scenario needs from the machine, and how to get it when it is missing.
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+/** Tools the scenarios use, with the Debian/Ubuntu package that provides each. */
+export const TOOLS = {
+  ip: 'iproute2',
+  nft: 'nftables',
+  'iptables-nft': 'iptables',
+  'iptables-legacy': 'iptables',
+  tcpdump: 'tcpdump',
+  conntrack: 'conntrack',
+  socat: 'socat',
+  curl: 'curl',
+  stdbuf: 'coreutils',
+  sysctl: 'procps',
+  v2ray: 'v2ray',
+} as const;
+
+export type Tool = keyof typeof TOOLS;
+
+/** Kernel features, each with a probe that needs no change to the machine. */
+export const FEATURES = {
+  tun: { probe: () => existsSync('/dev/net/tun'), hint: 'the tun driver (CONFIG_TUN) and /dev/net/tun' },
+  'bridge-netfilter': {
+    probe: () => existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables'),
+    hint: 'br_netfilter (modprobe br_netfilter, or CONFIG_BRIDGE_NETFILTER)',
+  },
+  conntrack: {
+    probe: () => existsSync('/proc/net/nf_conntrack') || existsSync('/proc/sys/net/netfilter/nf_conntrack_max'),
+    hint: 'nf_conntrack (CONFIG_NF_CONNTRACK)',
+  },
+  tproxy: {
+    probe: () => /\bTPROXY\b/.test(readTargets()) || kernelConfigHas('CONFIG_NETFILTER_XT_TARGET_TPROXY'),
+    hint: 'the TPROXY target (xt_TPROXY, CONFIG_NETFILTER_XT_TARGET_TPROXY)',
+  },
+} as const;
+
+export type Feature = keyof typeof FEATURES;
+
+function readTargets(): string {
+  try {
+    return execFileSync('cat', ['/proc/net/ip_tables_targets'], { encoding: 'utf8' });
+  } catch {
+    return '';
+  }
+}
+
+function kernelConfigHas(option: string): boolean {
+  try {
+    return new RegExp(`^${option}=[ym]`, 'm').test(execFileSync('zcat', ['/proc/config.gz'], { encoding: 'utf8' }));
+  } catch {
+    // no config exposed: assume present and let the scenario's own evidence tell
+    return true;
+  }
+}
+
+export function hasTool(tool: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface Missing {
+  what: string;
+  /** One line: how to get it. */
+  install: string;
+}
+
+export function missingRequirements(tools: readonly Tool[], features: readonly Feature[] = []): Missing[] {
+  const missing: Missing[] = [];
+  const packages = new Set<string>();
+  const absentTools = tools.filter((t) => !hasTool(t));
+  for (const t of absentTools) packages.add(TOOLS[t]);
+  if (absentTools.length) {
+    missing.push({
+      what: `tool${absentTools.length > 1 ? 's' : ''} ${absentTools.join(', ')}`,
+      install: `apt-get install -y ${[...packages].join(' ')}`,
+    });
+  }
+  for (const f of features) {
+    if (!FEATURES[f].probe()) missing.push({ what: `kernel feature ${f}`, install: `a kernel with ${FEATURES[f].hint}` });
+  }
+  return missing;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+export function isStrict(): boolean {
+  return ['1', 'true', 'yes'].includes((process.env.NETNS_LAB_STRICT ?? '').toLowerCase());
+}

@@ -1,0 +1,263 @@
+// The scenario contract: topology, then stages of break → evidence → fix → proof.
+// One definition feeds the vitest suite, `netns-lab run`, `verify` and demos.
+import type { Phase, Step } from './exec.ts';
+import { Lab } from './lab.ts';
+import { type Feature, isStrict, type Missing, missingRequirements, type Tool } from './requirements.ts';
+
+/** A claim the evidence or the proof makes about the kernel; unmet claims end the phase. */
+export class Unmet extends Error {
+  constructor(
+    readonly claim: string,
+    readonly seen: string,
+  ) {
+    super(`expected ${claim}; saw ${seen}`);
+    this.name = 'Unmet';
+  }
+}
+
+export interface Finding {
+  phase: Phase;
+  claim: string;
+  seen: string;
+}
+
+/** Handed to evidence and proof: every claim is stated with what was actually seen. */
+export interface Check {
+  /** Records the claim if it holds, otherwise ends the phase with what was seen instead. */
+  that(holds: boolean, claim: string, seen: string): void;
+}
+
+export interface Stage<C> {
+  /** Short id, used by `verify` and in reports. */
+  name: string;
+  title: string;
+  break(ctx: C): Promise<void>;
+  evidence(ctx: C, check: Check): Promise<void>;
+  /** A stage without a fix is an observation: its evidence must still be able to fail (see `control`). */
+  fix?(ctx: C): Promise<void>;
+  proof?(ctx: C, check: Check): Promise<void>;
+}
+
+/** A one-stage scenario may give break/evidence/fix/proof at the top level instead of `stages`. */
+export type ScenarioInput<C> = Omit<ScenarioDefinition<C>, 'stages'> &
+  ({ stages: Stage<C>[] } | Omit<Stage<C>, 'name' | 'title'>);
+
+export interface ScenarioDefinition<C> {
+  name: string;
+  title: string;
+  /** The write-up this reproduces (file name in the seeds). */
+  writeup: string;
+  /** One line each, for `list` and the README. */
+  breaks: string;
+  fixes: string;
+  /** The topology picture, as drawn in the file header. */
+  picture: string;
+  requires: { tools: Tool[]; features?: Feature[] };
+  topology(lab: Lab): Promise<C>;
+  stages: Stage<C>[];
+}
+
+export type Scenario = ScenarioDefinition<any>;
+
+export function defineScenario<C>(input: ScenarioInput<C>): ScenarioDefinition<C> {
+  if ('stages' in input) return input;
+  const { break: brk, evidence, fix, proof, ...rest } = input;
+  return { ...rest, stages: [{ name: input.name, title: input.title, break: brk, evidence, fix, proof }] };
+}
+
+// ---------------------------------------------------------------- running
+
+/**
+ * as-written: every stage break → evidence → fix → proof; all claims must hold.
+ * without-fix: stage `target` skips its fix; its proof must fail.
+ * fix-first: stage `target` applies its fix before its break; its evidence must fail.
+ */
+export type Mode = 'as-written' | 'without-fix' | 'fix-first';
+
+export type Outcome = 'pass' | 'not reproduced' | 'fix ineffective' | 'skipped' | 'error';
+
+export interface StageResult {
+  stage: string;
+  title: string;
+  outcome: Outcome;
+  findings: Finding[];
+  /** The claim that failed, with what was seen, and the state that explains it. */
+  failure?: { phase: Phase; claim: string; seen: string; state?: string };
+  ms: number;
+}
+
+export interface ScenarioResult {
+  scenario: string;
+  mode: Mode;
+  target?: string;
+  outcome: Outcome;
+  message: string;
+  stages: StageResult[];
+  missing?: Missing[];
+  steps: Step[];
+  labId?: string;
+  phaseMs: Partial<Record<Phase, number>>;
+  spawned: number;
+  ms: number;
+}
+
+export interface ProgressEvent {
+  scenario: string;
+  stage?: string;
+  phase: Phase;
+  ms: number;
+  ok: boolean;
+}
+
+export interface RunOptions {
+  mode?: Mode;
+  /** Stage the mode applies to (default: the last stage with a fix). */
+  target?: string;
+  /** Leave the lab up after the first stage's evidence (for poking at the broken state). */
+  keepAfterEvidence?: boolean;
+  onProgress?: (e: ProgressEvent) => void;
+}
+
+export function stagesWithFix(s: Scenario): Stage<unknown>[] {
+  return s.stages.filter((st) => st.fix);
+}
+
+class Recorder implements Check {
+  readonly findings: Finding[] = [];
+  constructor(private readonly lab: Lab) {}
+  that(holds: boolean, claim: string, seen: string): void {
+    if (!holds) throw new Unmet(claim, seen);
+    this.findings.push({ phase: this.lab.phase, claim, seen });
+    this.lab.transcript.note(`${claim}: ${seen}`);
+  }
+}
+
+/** Runs one scenario in a fresh lab and classifies what happened. The lab is always torn down (unless kept). */
+export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<ScenarioResult> {
+  const mode = opts.mode ?? 'as-written';
+  const target = mode === 'as-written' ? undefined : (opts.target ?? stagesWithFix(s).at(-1)?.name);
+  const started = performance.now();
+  const base = { scenario: s.name, mode, target, stages: [] as StageResult[], phaseMs: {}, spawned: 0 };
+
+  const missing = missingRequirements(s.requires.tools, s.requires.features);
+  if (missing.length) {
+    const message = `skipped: needs ${missing.map((m) => `${m.what} (${m.install})`).join('; ')}`;
+    return { ...base, outcome: 'skipped', message, missing, steps: [], ms: performance.now() - started };
+  }
+
+  const lab = Lab.create({ scenario: s.name });
+  const phaseMs: Partial<Record<Phase, number>> = {};
+  const timed = async <T>(phase: Phase, stage: string | undefined, fn: () => Promise<T>): Promise<T> => {
+    lab.phase = phase;
+    const t0 = performance.now();
+    let ok = false;
+    try {
+      const value = await fn();
+      ok = true;
+      return value;
+    } finally {
+      const ms = performance.now() - t0;
+      phaseMs[phase] = (phaseMs[phase] ?? 0) + ms;
+      opts.onProgress?.({ scenario: s.name, stage, phase, ms, ok });
+    }
+  };
+
+  const stages: StageResult[] = [];
+  let outcome: Outcome = 'pass';
+  let message = '';
+  let kept = false;
+  try {
+    const ctx = await timed('topology', undefined, () => s.topology(lab));
+    for (const stage of s.stages) {
+      const t0 = performance.now();
+      const check = new Recorder(lab);
+      const result: StageResult = { stage: stage.name, title: stage.title, outcome: 'pass', findings: check.findings, ms: 0 };
+      stages.push(result);
+      const isTarget = stage.name === target;
+      let phase: Phase = 'break';
+      try {
+        if (isTarget && mode === 'fix-first' && stage.fix) {
+          phase = 'fix';
+          await timed('fix', stage.name, () => stage.fix!(ctx));
+        }
+        phase = 'break';
+        await timed('break', stage.name, () => stage.break(ctx));
+        phase = 'evidence';
+        await timed('evidence', stage.name, () => stage.evidence(ctx, check));
+        if (opts.keepAfterEvidence) {
+          kept = true;
+          outcome = 'pass';
+          message = `kept after the evidence of stage ${stage.name}`;
+          result.ms = performance.now() - t0;
+          break;
+        }
+        if (stage.fix && !(isTarget && mode !== 'as-written')) {
+          phase = 'fix';
+          await timed('fix', stage.name, () => stage.fix!(ctx));
+        }
+        if (stage.proof) {
+          phase = 'proof';
+          await timed('proof', stage.name, () => stage.proof!(ctx, check));
+        }
+      } catch (err) {
+        result.outcome =
+          err instanceof Unmet ? (phase === 'evidence' ? 'not reproduced' : phase === 'proof' ? 'fix ineffective' : 'error') : 'error';
+        result.failure = {
+          phase,
+          claim: err instanceof Unmet ? err.claim : `${phase} to complete`,
+          seen: err instanceof Unmet ? err.seen : err instanceof Error ? err.message : String(err),
+          state: await lab.snapshot().catch((e) => `(state unavailable: ${e})`),
+        };
+        outcome = result.outcome;
+        message = `stage ${stage.name}: ${outcome}: expected ${result.failure.claim}; saw ${result.failure.seen}`;
+        result.ms = performance.now() - t0;
+        break;
+      }
+      result.ms = performance.now() - t0;
+      if (isTarget) break;
+    }
+  } catch (err) {
+    outcome = 'error';
+    message = `topology: ${err instanceof Error ? err.message : String(err)}`;
+  } finally {
+    if (!kept) {
+      const t0 = performance.now();
+      await lab.teardown();
+      phaseMs.teardown = performance.now() - t0;
+    }
+  }
+  if (outcome === 'pass' && !message) message = `${stages.length} stage(s): breakage reproduced with its evidence, fix applied, proof holds`;
+  return {
+    ...base,
+    outcome,
+    message,
+    stages,
+    steps: lab.transcript.steps,
+    labId: lab.id,
+    phaseMs,
+    spawned: lab.transcript.spawned,
+    ms: performance.now() - started,
+  };
+}
+
+/** What `verify` expects of each mode, judged from its result. */
+export function verdict(result: ScenarioResult): { ok: boolean; message: string } {
+  const target = result.stages.find((st) => st.stage === result.target);
+  switch (result.mode) {
+    case 'as-written':
+      return { ok: result.outcome === 'pass', message: result.message };
+    case 'without-fix':
+      return target?.outcome === 'fix ineffective'
+        ? { ok: true, message: `proof failed without the fix: ${target.failure?.seen}` }
+        : { ok: false, message: `proof should fail without the fix of ${result.target}, but: ${result.outcome} ${result.message}` };
+    case 'fix-first':
+      return target?.outcome === 'not reproduced'
+        ? { ok: true, message: `evidence failed with the fix applied first: ${target.failure?.seen}` }
+        : { ok: false, message: `evidence should fail with the fix of ${result.target} applied first, but: ${result.outcome} ${result.message}` };
+  }
+}
+
+/** A skip is a failure in strict mode (CI). */
+export function counts(result: ScenarioResult): boolean {
+  return result.outcome === 'pass' || (result.outcome === 'skipped' && !isStrict());
+}

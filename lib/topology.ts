@@ -1,0 +1,101 @@
+// Hosts (network namespaces) and what connects them: veth pairs, bridges, the dummy tun, sysctls.
+// Interfaces are created inside lab namespaces only, so they keep the names the write-ups use.
+import type { Background } from './background.ts';
+import type { RunOptions, RunResult } from './exec.ts';
+import type { Lab } from './lab.ts';
+import { waitFor } from './wait.ts';
+
+/** Splits a command written as one line; arguments never contain spaces here. */
+export function words(command: string): string[] {
+  return command.trim().split(/\s+/);
+}
+
+export class Host {
+  constructor(
+    readonly lab: Lab,
+    readonly name: string,
+    readonly ns: string,
+  ) {}
+
+  /** Runs a command inside this host's namespace. */
+  exec(command: string | readonly string[], opts?: RunOptions): Promise<RunResult> {
+    return this.lab.run(this, typeof command === 'string' ? words(command) : command, opts);
+  }
+
+  /** Starts a long-running command inside this host; the lab stops it at teardown. */
+  spawn(command: string | readonly string[], opts: { note?: string; stdin?: boolean } = {}): Background {
+    return this.lab.spawn(this, typeof command === 'string' ? words(command) : command, opts);
+  }
+
+  /** `ip` commands in this namespace; several lines go through one `ip -batch`. */
+  ip(...lines: string[]): Promise<RunResult> {
+    if (lines.length === 1) return this.exec(['ip', ...words(lines[0] as string)]);
+    return this.exec(['ip', '-batch', '-'], { input: `${lines.join('\n')}\n` });
+  }
+
+  /** Sets sysctls inside this namespace (net.* are per namespace; the machine's own are never touched). */
+  sysctl(values: Record<string, string | number>): Promise<RunResult> {
+    return this.exec(['sysctl', '-qw', ...Object.entries(values).map(([k, v]) => `${k}=${v}`)]);
+  }
+
+  async readSysctl(key: string): Promise<string> {
+    return (await this.exec(['sysctl', '-n', key])).stdout.trim();
+  }
+
+  /** A bridge with optional address and ports (ports must already exist in this host). */
+  async bridge(name: string, opts: { addr?: string; ports?: string[] } = {}): Promise<void> {
+    await this.ip(
+      `link add ${name} type bridge`,
+      ...(opts.addr ? [`addr add ${opts.addr} dev ${name}`] : []),
+      ...(opts.ports ?? []).flatMap((port) => [`link set ${port} master ${name}`, `link set ${port} up`]),
+      `link set ${name} up`,
+    );
+  }
+
+  /**
+   * The dummy tun: a real tun device held open by socat, which reads and discards every packet
+   * (as a proxy's user-space stack does with a segment it has no connection for).
+   * Without a reader a tun has no carrier and the kernel never transmits into it.
+   */
+  async tun(name: string, cidr: string): Promise<Background> {
+    const holder = this.spawn(
+      ['socat', '-u', `TUN:${cidr},tun-name=${name},tun-type=tun,iff-no-pi,iff-up`, 'OPEN:/dev/null'],
+      { note: `${name}: a tun whose reader discards everything` },
+    );
+    await waitFor(`tun ${name} to come up with carrier in ${this.name}`, async () => {
+      if (holder.exited) throw new Error(`socat holding ${name} exited: ${holder.text()}`);
+      const res = await this.exec(['ip', '-j', 'link', 'show', name], { check: false });
+      return res.ok && (JSON.parse(res.stdout)[0]?.flags as string[] | undefined)?.includes('LOWER_UP');
+    });
+    return holder;
+  }
+
+  /** Addresses of this host as `ip -j addr` reports them. */
+  async state(): Promise<Record<string, unknown>> {
+    const [addr, route, rule] = await Promise.all(
+      ['addr', 'route show table all', 'rule'].map((what) => this.exec(['ip', '-j', ...words(what)], { check: false })),
+    );
+    const parse = (r: RunResult | undefined) => {
+      try {
+        return JSON.parse(r?.stdout ?? '');
+      } catch {
+        return r?.stdout;
+      }
+    };
+    return { addr: parse(addr), route: parse(route), rule: parse(rule) };
+  }
+}
+
+/**
+ * A veth pair created directly between two namespaces, both ends up, with optional addresses.
+ * `a` and `b` are `[host, ifname, cidr?]`.
+ */
+export async function veth(a: [Host, string, string?], b: [Host, string, string?]): Promise<void> {
+  const [hostA, nameA, addrA] = a;
+  const [hostB, nameB, addrB] = b;
+  await hostA.ip(`link add ${nameA} type veth peer name ${nameB} netns ${hostB.ns}`);
+  await Promise.all([
+    hostA.ip(...(addrA ? [`addr add ${addrA} dev ${nameA}`] : []), `link set ${nameA} up`),
+    hostB.ip(...(addrB ? [`addr add ${addrB} dev ${nameB}`] : []), `link set ${nameB} up`),
+  ]);
+}

@@ -1,0 +1,35 @@
+// Waiting on evidence, never on the clock: poll a condition until a deadline (the selftests' busywait).
+
+export class WaitTimeout extends Error {
+  constructor(
+    readonly what: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`gave up after ${timeoutMs} ms waiting for ${what}`);
+    this.name = 'WaitTimeout';
+  }
+}
+
+export interface WaitOptions {
+  timeoutMs?: number;
+  intervalMs?: number;
+}
+
+/** Polls `probe` until it returns something other than undefined/false; returns it, or undefined at the deadline. */
+export async function poll<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, opts: WaitOptions = {}): Promise<T | undefined> {
+  const deadline = performance.now() + (opts.timeoutMs ?? 2000);
+  const interval = opts.intervalMs ?? 10;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (performance.now() >= deadline) return undefined;
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/** Like poll, but a missed deadline is an error naming what was awaited. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, opts: WaitOptions = {}): Promise<T> {
+  const value = await poll(probe, opts);
+  if (value === undefined) throw new WaitTimeout(what, opts.timeoutMs ?? 2000);
+  return value;
+}

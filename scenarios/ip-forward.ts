@@ -1,0 +1,85 @@
+/*
+ * ip-forward: net.ipv4.ip_forward=0 silently drops forwarded container traffic.
+ * Write-up 004: "only the veth shows the packets, the uplink never does" — fixed by ip_forward=1.
+ *
+ *   container                  host                                   internet
+ *   eth0 192.168.122.10 ══ veth-c ─[docker0 192.168.122.1]   eth0 198.51.100.2 ══ eth0 198.51.100.1
+ *        default via .1                     MASQUERADE -s 192.168.122.0/24 -o eth0     :80 whoami
+ *
+ * With forwarding off the host's routing lookup for a packet to a foreign address fails;
+ * ip_error() counts it in Ip InAddrErrors and, because forwarding is off, sends no ICMP.
+ */
+import { capture, counterWatch } from '../lib/evidence.ts';
+import { Iptables } from '../lib/firewall.ts';
+import { describe, serve, tcp } from '../lib/probe.ts';
+import { defineScenario } from '../lib/scenario.ts';
+import { veth } from '../lib/topology.ts';
+
+const INTERNET = '198.51.100.1';
+const HOST_UPLINK = '198.51.100.2';
+
+export default defineScenario({
+  name: 'ip-forward',
+  title: 'Disabled ip_forward silently drops forwarded container traffic',
+  writeup: '004_f3b1d8459d62ed20.txt',
+  breaks: 'container traffic reaches its veth but never the uplink; Ip InAddrErrors rises, no ICMP',
+  fixes: 'sysctl net.ipv4.ip_forward=1',
+  picture: `
+  container                  host                                   internet
+  eth0 192.168.122.10 ══ veth-c ─[docker0 192.168.122.1]   eth0 198.51.100.2 ══ eth0 198.51.100.1
+       default via .1                     MASQUERADE -s 192.168.122.0/24 -o eth0     :80 whoami`,
+  requires: { tools: ['ip', 'iptables-nft', 'tcpdump', 'socat', 'sysctl'] },
+
+  async topology(lab) {
+    const { container, host, internet } = await lab.hostsNamed('container', 'host', 'internet');
+    await veth([container, 'eth0', '192.168.122.10/24'], [host, 'veth-c']);
+    await veth([host, 'eth0', `${HOST_UPLINK}/24`], [internet, 'eth0', `${INTERNET}/24`]);
+    await host.bridge('docker0', { addr: '192.168.122.1/24', ports: ['veth-c'] });
+    // a fresh namespace inherits the machine's ipv4 conf; start from the kernel default, as the write-up's host did
+    await host.sysctl({ 'net.ipv4.ip_forward': 0 });
+    await serve(internet, 'tcp', 80, 'whoami');
+    return { container, host, internet, iptables: new Iptables(host) };
+  },
+
+  // Docker's network for the container: its default route, and the masquerade the write-up lists.
+  async break({ container, iptables }) {
+    await container.ip('route add default via 192.168.122.1');
+    await iptables.rules('-t nat -A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE');
+  },
+
+  async evidence({ container, host }, check) {
+    const [onVeth, onUplink, counters] = await Promise.all([
+      capture(host, 'veth-c', `tcp and dst host ${INTERNET}`),
+      capture(host, 'eth0', 'tcp or icmp'),
+      counterWatch(host),
+    ]);
+    const dropped = counters.rise('Ip.InAddrErrors');
+    const probe = tcp(container, `${INTERNET}:80`, { until: dropped });
+    const syn = await onVeth.waitFor((p) => p.dst === INTERNET && p.flags === 'S');
+    check.that(syn !== undefined, "the container's SYN on its veth", onVeth.summary());
+    const drops = await dropped;
+    check.that(drops > 0, 'the host counts the SYN in Ip InAddrErrors', `InAddrErrors +${drops}`);
+    const result = await probe;
+    const [uplink, veth] = await Promise.all([onUplink.stop(), onVeth.stop()]);
+    check.that(uplink.length === 0, 'nothing on the uplink', `${uplink.length} packet(s) on eth0: ${uplink.map((p) => p.raw).join(' | ')}`);
+    const icmp = veth.filter((p) => p.proto === 'icmp');
+    check.that(icmp.length === 0, 'no ICMP error back to the container (a silent drop)', `${icmp.length} ICMP packet(s)`);
+    check.that(!result.echoed, 'no answer reaches the container', describe(result));
+  },
+
+  async fix({ host }) {
+    await host.sysctl({ 'net.ipv4.ip_forward': 1 });
+  },
+
+  async proof({ container, iptables }, check) {
+    const result = await tcp(container, `${INTERNET}:80`);
+    check.that(result.echoed, 'the internet host answers the container', describe(result));
+    check.that(
+      result.payload.endsWith(`from ${HOST_UPLINK}`),
+      `the internet host saw the masqueraded source ${HOST_UPLINK}`,
+      result.payload,
+    );
+    const masquerade = await iptables.counter('masquerade');
+    check.that(masquerade.packets > 0, 'the MASQUERADE rule counted the connection', `${masquerade.packets} packet(s)`);
+  },
+});

@@ -1,0 +1,79 @@
+/*
+ * loopback-redirect: an nftables prerouting redirect does not apply to the host's own traffic.
+ * Write-up 002: `tcp dport 80 redirect to :3000` in prerouting works from the LAN, but
+ * `curl 127.0.0.1:80` on the host is refused: locally generated packets go OUTPUT -> INPUT
+ * and never pass the prerouting hook. The fix is the same redirect in the nat output hook.
+ *
+ *   lan                              host
+ *   eth0 192.168.124.2/24 ══ eth0 192.168.124.139/24
+ *                                   lo 127.0.0.1        :3000 http (caddy, unprivileged)
+ *                                   nat prerouting: tcp dport 80 redirect to :3000
+ */
+import { Nft } from '../lib/firewall.ts';
+import { describe, http, serve } from '../lib/probe.ts';
+import { defineScenario } from '../lib/scenario.ts';
+import { veth } from '../lib/topology.ts';
+
+const HOST = '192.168.124.139';
+
+export default defineScenario({
+  name: 'loopback-redirect',
+  title: 'nftables prerouting redirect does not apply to loopback traffic',
+  writeup: '002_7c0872134e09afe3.txt',
+  breaks: '127.0.0.1:80 is refused on the host while the LAN reaches :80; the prerouting rule counts only the LAN',
+  fixes: 'the same redirect in the nat output hook (oifname "lo" tcp dport 80 redirect to :3000)',
+  picture: `
+  lan                              host
+  eth0 192.168.124.2/24 ══ eth0 192.168.124.139/24
+                                  lo 127.0.0.1        :3000 http (caddy, unprivileged)
+                                  nat prerouting: tcp dport 80 redirect to :3000`,
+  requires: { tools: ['ip', 'nft', 'socat', 'curl'] },
+
+  async topology(lab) {
+    const { lan, host } = await lab.hostsNamed('lan', 'host');
+    await veth([lan, 'eth0', '192.168.124.2/24'], [host, 'eth0', `${HOST}/24`]);
+    await serve(host, 'tcp', 3000, 'http');
+    return { lan, host, nft: new Nft(host) };
+  },
+
+  // The redirect from the Red Hat article the write-up followed, with the counter it learned to add.
+  async break({ nft }) {
+    await nft.apply(`
+      table ip nat {
+        chain prerouting {
+          type nat hook prerouting priority dstnat; policy accept;
+          tcp dport 80 counter redirect to :3000 comment "prerouting-redirect"
+        }
+      }`);
+  },
+
+  async evidence({ lan, host, nft }, check) {
+    const local = await http(host, 'http://127.0.0.1:80');
+    check.that(local.outcome === 'refused', 'curl 127.0.0.1:80 on the host is refused', describe(local));
+    const untouched = await nft.counter('prerouting-redirect');
+    check.that(untouched.packets === 0, 'the prerouting rule never saw the local connection', `counter ${untouched.packets} packet(s)`);
+    const remote = await http(lan, `http://${HOST}:80`);
+    check.that(remote.echoed, `the LAN reaches ${HOST}:80 through the same rule`, describe(remote));
+    const counted = await nft.counter('prerouting-redirect');
+    check.that(counted.packets === 1, "the prerouting rule counted the LAN's connection", `counter ${counted.packets} packet(s)`);
+  },
+
+  async fix({ nft }) {
+    await nft.apply(`
+      table ip nat {
+        chain output {
+          type nat hook output priority -100; policy accept;
+          oifname "lo" tcp dport 80 counter redirect to :3000 comment "output-redirect"
+        }
+      }`);
+  },
+
+  async proof({ host, nft }, check) {
+    const local = await http(host, 'http://127.0.0.1:80');
+    check.that(local.echoed, 'curl 127.0.0.1:80 on the host gets the :3000 service', describe(local));
+    const output = await nft.counter('output-redirect');
+    check.that(output.packets === 1, 'the output-hook rule redirected it', `counter ${output.packets} packet(s)`);
+    const prerouting = await nft.counter('prerouting-redirect');
+    check.that(prerouting.packets === 1, 'the prerouting rule still saw only the LAN', `counter ${prerouting.packets} packet(s)`);
+  },
+});

@@ -1,0 +1,18 @@
+// Every scenario as written: breakage reproduced with its evidence, fix applied, proof holds.
+// Scenarios run concurrently: each lab has its own namespaces, so nothing is shared.
+import { describe, expect, test } from 'vitest';
+import { isStrict } from '../../lib/requirements.ts';
+import { runScenario } from '../../lib/scenario.ts';
+import { scenarios } from '../../scenarios/index.ts';
+
+const only = process.env.NETNS_LAB_SCENARIOS?.split(',').filter(Boolean);
+
+describe.concurrent('scenarios', () => {
+  for (const scenario of scenarios.filter((s) => !only || only.includes(s.name))) {
+    test(scenario.name, async (ctx) => {
+      const result = await runScenario(scenario);
+      if (result.outcome === 'skipped' && !isStrict()) ctx.skip(result.message);
+      expect(result).toPass();
+    });
+  }
+});
