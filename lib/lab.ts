@@ -92,7 +92,8 @@ export class Lab implements AsyncDisposable {
     await this.run(undefined, ['ip', 'netns', 'add', ns]);
     const host = new Host(this, name, ns);
     this.hosts.set(name, host);
-    await host.ip('link set lo up');
+    // IPv6 off: router solicitations and DAD would add stray packets to every capture
+    await Promise.all([host.ip('link set lo up'), host.sysctl({ 'net.ipv6.conf.all.disable_ipv6': 1, 'net.ipv6.conf.default.disable_ipv6': 1 })]);
     return host;
   }
 
@@ -199,6 +200,14 @@ export class Lab implements AsyncDisposable {
     this.processes.clear();
     liveLabs.delete(this);
     removeRecord(this.id);
+  }
+
+  /** Leaves the lab up after this process exits; `netns-lab clean` removes it. */
+  keep(): void {
+    this.record.kept = true;
+    writeRecord(this.record);
+    liveLabs.delete(this);
+    this.torndown = true;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

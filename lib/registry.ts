@@ -19,6 +19,8 @@ export interface RunRecord {
   owner: ProcessRef;
   namespaces: string[];
   processes: ProcessRef[];
+  /** Left up on purpose (`run --keep`): only `clean` removes it. */
+  kept?: boolean;
 }
 
 /** Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or undefined if gone. */
@@ -129,12 +131,12 @@ export interface Reaped {
  * Removes what dead runs left: their processes (by recorded pid and start time) and namespaces.
  * Lab namespaces that no record claims are leftovers too: a run records a namespace before creating it.
  */
-export function reapDead(): Reaped {
+export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
   const reaped: Reaped = { runs: [], namespaces: [], processes: [] };
   const records = readRecords();
   const live = new Set<string>();
   for (const record of records) {
-    if (isAlive(record.owner)) {
+    if (isAlive(record.owner) || (record.kept && !opts.includeKept)) {
       for (const ns of record.namespaces) live.add(ns);
       continue;
     }

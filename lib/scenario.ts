@@ -185,6 +185,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         phase = 'evidence';
         await timed('evidence', stage.name, () => stage.evidence(ctx, check));
         if (opts.keepAfterEvidence) {
+          lab.keep();
           kept = true;
           outcome = 'pass';
           message = `kept after the evidence of stage ${stage.name}`;

@@ -1,0 +1,268 @@
+// netns-lab: list | run | verify | demo | clean | doctor
+import { execFileSync } from 'node:child_process';
+import { release } from 'node:os';
+import { parseArgs } from 'node:util';
+import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
+import { readRecords, reapDead } from '../lib/registry.ts';
+import {
+  counts,
+  type Mode,
+  type ProgressEvent,
+  runScenario,
+  type Scenario,
+  type ScenarioResult,
+  stagesWithFix,
+  verdict,
+} from '../lib/scenario.ts';
+import { findScenario, scenarios } from '../scenarios/index.ts';
+
+const USAGE = `usage: netns-lab <command> [options]
+
+  list                          the scenarios, the write-up each reproduces, what breaks, the fix
+  run <scenario...|--all>       run scenarios as written (break, evidence, fix, proof)
+      --keep                    stop after the first evidence and leave the lab up to explore
+  verify <scenario...|--all>    run each scenario three ways: as written (must pass), without the fix
+                                (proof must fail), fix applied before the break (evidence must fail)
+  clean                         remove namespaces and processes left by dead or kept runs
+  doctor                        check root, tools and their versions, kernel features
+
+environment: NETNS_LAB_STRICT=1 turns skips into failures (CI)`;
+
+class UsageError extends Error {}
+
+function fail(message: string, code = 1): never {
+  process.stderr.write(`netns-lab: ${message}\n`);
+  process.exit(code);
+}
+
+function selectScenarios(names: string[], all: boolean): Scenario[] {
+  if (all) return scenarios;
+  if (names.length === 0) throw new UsageError('name at least one scenario, or --all (see `netns-lab list`)');
+  return names.map(
+    (name) =>
+      findScenario(name) ??
+      fail(`unknown scenario '${name}' (known: ${scenarios.map((s) => s.name).join(', ')})`, 2),
+  );
+}
+
+/** Not root, or a tool every scenario needs is missing: one clear line, non-zero exit. */
+function preflight(selected: Scenario[]): void {
+  if (!isRoot()) fail('must run as root: network namespaces need CAP_NET_ADMIN (try sudo, or a privileged container)');
+  const base = missingRequirements(['ip', 'sysctl']);
+  if (base.length) fail(`missing ${base.map((m) => `${m.what} (${m.install})`).join('; ')}`);
+  if (isStrict()) {
+    const missing = selected.flatMap((s) => missingRequirements(s.requires.tools, s.requires.features).map((m) => `${s.name}: ${m.what} (${m.install})`));
+    if (missing.length) fail(`strict mode: scenarios would be skipped: ${missing.join('; ')}`);
+  }
+}
+
+const color = process.stderr.isTTY && !process.env.NO_COLOR;
+const paint = (code: number, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
+const OUTCOME_COLOR: Record<string, number> = { pass: 32, skipped: 33, 'not reproduced': 31, 'fix ineffective': 31, error: 31 };
+
+function progress(e: ProgressEvent): void {
+  const where = e.stage && e.stage !== e.scenario ? `${e.scenario}/${e.stage}` : e.scenario;
+  process.stderr.write(`  ${paint(2, where.padEnd(36))} ${e.phase.padEnd(9)} ${`${Math.round(e.ms)} ms`.padStart(8)} ${e.ok ? '' : paint(31, '✗')}\n`);
+}
+
+function printResult(result: ScenarioResult): void {
+  const head = `${result.scenario}: ${paint(OUTCOME_COLOR[result.outcome] ?? 0, result.outcome)} (${Math.round(result.ms)} ms)`;
+  process.stdout.write(`${head}\n`);
+  for (const stage of result.stages) {
+    if (result.stages.length > 1) process.stdout.write(`  stage ${stage.stage}: ${stage.title}\n`);
+    for (const f of stage.findings) process.stdout.write(`    ✓ ${f.phase}: ${f.claim}\n        ${f.seen.split('\n').join('\n        ')}\n`);
+    if (stage.failure) {
+      process.stdout.write(`    ✗ ${stage.failure.phase}: expected ${stage.failure.claim}\n        saw ${stage.failure.seen}\n`);
+      if (stage.failure.state) process.stdout.write(`    state at failure:\n${stage.failure.state.replace(/^/gm, '      ')}\n`);
+    }
+  }
+  if (result.outcome === 'skipped' || result.outcome === 'error') process.stdout.write(`  ${result.message}\n`);
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** Runs jobs with at most `limit` at once (labs are independent; the machine has few cores). */
+async function pool<T, R>(items: T[], limit: number, job: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        results[i] = await job(items[i]!);
+      }
+    }),
+  );
+  return results;
+}
+
+async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
+  preflight(selected);
+  const results: ScenarioResult[] = [];
+  for (const scenario of selected) {
+    process.stderr.write(`${paint(1, scenario.name)}: ${scenario.title}\n`);
+    const result = await runScenario(scenario, { keepAfterEvidence: keep, onProgress: progress });
+    printResult(result);
+    results.push(result);
+    if (keep && result.outcome === 'pass') {
+      const hosts = [...new Set(result.steps.map((s) => s.host).filter(Boolean))];
+      process.stdout.write(
+        `\nThe lab is up in its broken state (lab ${result.labId}). Step inside a host with:\n${hosts
+          .map((h) => `  ip netns exec nl-${result.labId}-${h} bash`)
+          .join('\n')}\nRemove it with: pnpm netns-lab clean\n`,
+      );
+      return 0;
+    }
+  }
+  if (results.length > 1) {
+    process.stdout.write(`\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, r.outcome, String(Math.round(r.ms))])])}\n`);
+  }
+  return results.every(counts) ? 0 : 1;
+}
+
+interface VerifyRow {
+  scenario: string;
+  stage: string;
+  cells: Partial<Record<Mode, { ok: boolean; message: string }>>;
+}
+
+async function cmdVerify(selected: Scenario[]): Promise<number> {
+  preflight(selected);
+  const jobs = selected.flatMap((s) => [
+    { scenario: s, mode: 'as-written' as Mode, target: undefined as string | undefined },
+    ...stagesWithFix(s).flatMap((st) => (['without-fix', 'fix-first'] as Mode[]).map((mode) => ({ scenario: s, mode, target: st.name }))),
+  ]);
+  process.stderr.write(`verify: ${jobs.length} runs over ${selected.length} scenario(s)\n`);
+  const results = await pool(jobs, 3, async (job) => {
+    const result = await runScenario(job.scenario, { mode: job.mode, target: job.target });
+    const v = result.outcome === 'skipped' ? { ok: !isStrict(), message: result.message } : verdict(result);
+    process.stderr.write(`  ${v.ok ? paint(32, 'ok  ') : paint(31, 'FAIL')} ${job.scenario.name} ${job.mode}${job.target ? ` ${job.target}` : ''} (${Math.round(result.ms)} ms)\n`);
+    if (!v.ok) printResult(result);
+    return { job, result, v };
+  });
+  const rows: VerifyRow[] = [];
+  for (const s of selected) {
+    const asWritten = results.find((r) => r.job.scenario === s && r.job.mode === 'as-written')!;
+    const stages = stagesWithFix(s);
+    for (const st of stages.length ? stages : [{ name: '-' }]) {
+      const cells: VerifyRow['cells'] = { 'as-written': asWritten.v };
+      for (const r of results.filter((r) => r.job.scenario === s && r.job.target === st.name)) cells[r.job.mode] = r.v;
+      rows.push({ scenario: s.name, stage: st.name, cells });
+    }
+  }
+  const cell = (c?: { ok: boolean }) => (c ? (c.ok ? 'ok' : 'FAIL') : 'n/a');
+  process.stdout.write(
+    `${table([
+      ['scenario', 'stage', 'as written', 'without fix', 'fix first'],
+      ...rows.map((r) => [r.scenario, r.stage, cell(r.cells['as-written']), cell(r.cells['without-fix']), cell(r.cells['fix-first'])]),
+    ])}\n`,
+  );
+  for (const r of results.filter((r) => !r.v.ok)) process.stdout.write(`FAIL ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
+  return results.every((r) => r.v.ok) ? 0 : 1;
+}
+
+function cmdList(): number {
+  for (const s of scenarios) {
+    process.stdout.write(`${paint(1, s.name)}  (write-up ${s.writeup})\n  ${s.title}\n  breaks: ${s.breaks}\n  fix:    ${s.fixes}\n`);
+    if (s.stages.length > 1) process.stdout.write(`  stages: ${s.stages.map((st) => st.name).join(' → ')}\n`);
+  }
+  return 0;
+}
+
+function cmdClean(): number {
+  if (!isRoot()) fail('must run as root to remove network namespaces');
+  const reaped = reapDead({ includeKept: true });
+  process.stdout.write(
+    reaped.namespaces.length || reaped.processes.length
+      ? `removed ${reaped.namespaces.length} namespace(s) and ${reaped.processes.length} process(es) from ${reaped.runs.length} run(s)\n`
+      : 'nothing to clean\n',
+  );
+  const live = readRecords();
+  if (live.length) process.stdout.write(`left alone: ${live.length} run(s) whose owner is still alive\n`);
+  return 0;
+}
+
+const VERSION_ARGS: Partial<Record<Tool, string[]>> = {
+  ip: ['-V'],
+  nft: ['-v'],
+  'iptables-nft': ['-V'],
+  'iptables-legacy': ['-V'],
+  tcpdump: ['--version'],
+  conntrack: ['-V'],
+  socat: ['-V'],
+  curl: ['-V'],
+  v2ray: ['version'],
+};
+
+function toolVersion(tool: Tool): string {
+  try {
+    const out = execFileSync(tool, VERSION_ARGS[tool] ?? ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return (out.split('\n').find((l) => /\d+\.\d+/.test(l)) ?? out.split('\n')[0] ?? '').trim();
+  } catch (err: any) {
+    return String(err.stdout || err.stderr || '').split('\n')[0]?.trim() || 'present';
+  }
+}
+
+function cmdDoctor(): number {
+  const ok = (good: boolean) => (good ? paint(32, 'ok     ') : paint(31, 'missing'));
+  process.stdout.write(`kernel ${release()}, node ${process.version}\n`);
+  process.stdout.write(`${ok(isRoot())} root${isRoot() ? '' : ' (run as root: network namespaces need CAP_NET_ADMIN)'}\n`);
+  for (const tool of Object.keys(TOOLS) as Tool[]) {
+    const present = hasTool(tool);
+    process.stdout.write(`${ok(present)} ${tool.padEnd(16)} ${present ? toolVersion(tool) : `apt-get install -y ${TOOLS[tool]}`}\n`);
+  }
+  for (const feature of Object.keys(FEATURES) as Feature[]) {
+    const present = FEATURES[feature].probe();
+    process.stdout.write(`${ok(present)} ${feature.padEnd(16)} ${present ? '' : FEATURES[feature].hint}\n`);
+  }
+  let runnable = true;
+  for (const s of scenarios) {
+    const missing = missingRequirements(s.requires.tools, s.requires.features);
+    runnable &&= missing.length === 0;
+    process.stdout.write(`${missing.length ? paint(33, 'skip   ') : paint(32, 'ready  ')} ${s.name}${missing.length ? `: ${missing.map((m) => m.install).join('; ')}` : ''}\n`);
+  }
+  return isRoot() && runnable ? 0 : 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { all: { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+  });
+  switch (command) {
+    case 'list':
+      return cmdList();
+    case 'run':
+      return cmdRun(selectScenarios(positionals, values.all ?? false), values.keep ?? false);
+    case 'verify':
+      return cmdVerify(selectScenarios(positionals, values.all ?? false));
+    case 'clean':
+      return cmdClean();
+    case 'doctor':
+      return cmdDoctor();
+    case 'preflight':
+      preflight(selectScenarios(positionals, true));
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n`);
+      return command ? 0 : 2;
+    default:
+      throw new UsageError(`unknown command '${command}'`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) fail(`${err.message}\n${USAGE}`, 2);
+    fail(err instanceof Error ? (err.stack ?? err.message) : String(err));
+  },
+);

@@ -1,0 +1,50 @@
+#!/usr/bin/env zx
+// Installs what the scenarios need on a Debian/Ubuntu machine, then runs them.
+//   npx --yes zx@8.8.5 scripts/setup.mjs              install what is missing, run the scenarios
+//   npx --yes zx@8.8.5 scripts/setup.mjs --install-only
+import { readFileSync } from 'node:fs';
+import { $, argv, cd, chalk, echo, which } from 'zx';
+
+$.verbose = false;
+cd(new URL('..', import.meta.url).pathname);
+
+// tool on PATH -> Debian package
+const PACKAGES = {
+  ip: 'iproute2',
+  nft: 'nftables',
+  'iptables-legacy': 'iptables',
+  tcpdump: 'tcpdump',
+  conntrack: 'conntrack',
+  socat: 'socat',
+  curl: 'curl',
+  sysctl: 'procps',
+  stdbuf: 'coreutils',
+  v2ray: 'v2ray',
+};
+
+if (process.getuid() !== 0) {
+  echo(chalk.red('setup: run as root (apt-get, and the scenarios need CAP_NET_ADMIN): sudo npx --yes zx@8.8.5 scripts/setup.mjs'));
+  process.exit(1);
+}
+
+const missing = [];
+for (const [tool, pkg] of Object.entries(PACKAGES)) if (!(await which(tool, { nothrow: true }))) missing.push(pkg);
+if (missing.length) {
+  const pkgs = [...new Set(missing)];
+  echo(`setup: installing ${pkgs.join(' ')}`);
+  await $({ env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })`apt-get update -qq`;
+  await $({ env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })`apt-get install -y -qq --no-install-recommends ${pkgs}`;
+} else {
+  echo('setup: Debian packages present');
+}
+
+const pnpmVersion = JSON.parse(readFileSync('package.json', 'utf8')).packageManager.split('@')[1];
+const havePnpm = (await which('pnpm', { nothrow: true })) && (await $`pnpm --version`.nothrow()).stdout.trim();
+if (havePnpm !== pnpmVersion) {
+  echo(`setup: installing pnpm ${pnpmVersion}`);
+  await $`npm install -g pnpm@${pnpmVersion}`;
+}
+echo('setup: pnpm install');
+await $({ stdio: 'inherit' })`pnpm install --frozen-lockfile`;
+
+if (!argv['install-only']) await $({ stdio: 'inherit' })`pnpm test:scenarios`;

@@ -1,0 +1,140 @@
+// The scenario contract and its plumbing, without a kernel: a scenario whose "network" is a variable.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+
+process.env.NETNS_LAB_STATE_DIR = mkdtempSync(join(tmpdir(), 'netns-lab-state-'));
+
+const { defineScenario, runScenario, verdict } = await import('../../lib/scenario.ts');
+const { inNetns, shellLine, shellQuote } = await import('../../lib/exec.ts');
+const { classify } = await import('../../lib/probe.ts');
+const { isAlive, processRef, startTime } = await import('../../lib/registry.ts');
+const { words } = await import('../../lib/topology.ts');
+
+/** A toy failure: "forwarding" must be on for "traffic" to pass; the break turns routing on without it. */
+function toy(opts: { evidenceAlwaysHolds?: boolean; proofAlwaysHolds?: boolean } = {}) {
+  return defineScenario({
+    name: 'toy',
+    title: 'toy',
+    writeup: '-',
+    breaks: '-',
+    fixes: '-',
+    picture: '',
+    requires: { tools: [] },
+    async topology() {
+      return { routed: false, forwarding: false };
+    },
+    async break(net) {
+      net.routed = true;
+    },
+    async evidence(net, check) {
+      const dropped = net.routed && !net.forwarding;
+      check.that(opts.evidenceAlwaysHolds || dropped, 'traffic dropped', dropped ? 'dropped' : 'passed');
+    },
+    async fix(net) {
+      net.forwarding = true;
+    },
+    async proof(net, check) {
+      const passes = net.routed && net.forwarding;
+      check.that(opts.proofAlwaysHolds || passes, 'traffic passes', passes ? 'passed' : 'dropped');
+    },
+  });
+}
+
+describe('scenario contract', () => {
+  test('as written: pass with findings for evidence and proof', async () => {
+    const result = await runScenario(toy());
+    expect(result.outcome).toBe('pass');
+    expect(result.stages[0]!.findings.map((f) => f.phase)).toEqual(['evidence', 'proof']);
+    expect(verdict(result).ok).toBe(true);
+  });
+
+  test('without the fix the proof fails: fix ineffective', async () => {
+    const result = await runScenario(toy(), { mode: 'without-fix' });
+    expect(result.outcome).toBe('fix ineffective');
+    expect(result.stages[0]!.failure).toMatchObject({ phase: 'proof', claim: 'traffic passes', seen: 'dropped' });
+    expect(verdict(result).ok).toBe(true);
+  });
+
+  test('fix before the break: the evidence fails, not reproduced', async () => {
+    const result = await runScenario(toy(), { mode: 'fix-first' });
+    expect(result.outcome).toBe('not reproduced');
+    expect(result.message).toContain('expected traffic dropped; saw passed');
+    expect(verdict(result).ok).toBe(true);
+  });
+
+  test('verify catches evidence that cannot fail', async () => {
+    expect(verdict(await runScenario(toy({ evidenceAlwaysHolds: true }), { mode: 'fix-first' })).ok).toBe(false);
+  });
+
+  test('verify catches a proof that cannot fail', async () => {
+    expect(verdict(await runScenario(toy({ proofAlwaysHolds: true }), { mode: 'without-fix' })).ok).toBe(false);
+  });
+
+  test('a missing tool skips with the install command', async () => {
+    const s = { ...toy(), requires: { tools: ['v2ray' as const] } };
+    process.env.PATH_BACKUP = process.env.PATH;
+    process.env.PATH = '/nonexistent';
+    try {
+      const result = await runScenario(s);
+      expect(result.outcome).toBe('skipped');
+      expect(result.message).toContain('apt-get install -y v2ray');
+    } finally {
+      process.env.PATH = process.env.PATH_BACKUP;
+    }
+  });
+
+  test('an exception outside a claim is an error, not a verdict', async () => {
+    const s = toy();
+    s.stages[0]!.break = async () => {
+      throw new Error('boom');
+    };
+    const result = await runScenario(s);
+    expect(result.outcome).toBe('error');
+    expect(result.message).toContain('boom');
+  });
+});
+
+describe('commands as a reader pastes them', () => {
+  test('quoting', () => {
+    expect(shellQuote('plain-arg_1.2:3/4')).toBe('plain-arg_1.2:3/4');
+    expect(shellQuote('two words')).toBe("'two words'");
+    expect(shellQuote("it's")).toBe(`'it'"'"'s'`);
+    expect(shellQuote('')).toBe("''");
+    expect(shellLine(['nft', 'add', 'rule', 'ip', 'nat', 'output', 'oifname', '"lo"'])).toBe(`nft add rule ip nat output oifname '"lo"'`);
+  });
+
+  test('ip runs with -n, everything else through ip netns exec', () => {
+    expect(inNetns('nl-abc-host', ['ip', 'link', 'set', 'lo', 'up'])).toEqual(['ip', '-n', 'nl-abc-host', 'link', 'set', 'lo', 'up']);
+    expect(inNetns('nl-abc-host', ['sysctl', '-qw', 'a=1'])).toEqual(['ip', 'netns', 'exec', 'nl-abc-host', 'sysctl', '-qw', 'a=1']);
+    expect(inNetns(undefined, ['ip', 'netns', 'add', 'x'])).toEqual(['ip', 'netns', 'add', 'x']);
+  });
+
+  test('words', () => {
+    expect(words('  route add default   via 10.0.0.1 ')).toEqual(['route', 'add', 'default', 'via', '10.0.0.1']);
+  });
+});
+
+describe('probe outcomes from tool diagnostics', () => {
+  test.each([
+    ['E connect(5, AF=2 127.0.0.1:80, 16): Connection refused', false, false, 'refused'],
+    ['* connect to 127.0.0.1 port 80 failed: Connection refused', false, false, 'refused'],
+    ['E read(5, 0x1, 8192): Connection reset by peer', false, true, 'reset'],
+    ['E connect(5, AF=2 10.9.9.9:9, 16): Network is unreachable', false, false, 'unreachable'],
+    ['E connecting to AF=2 114.154.19.19:8443: Connection timed out', false, false, 'timeout'],
+    ['', true, true, 'connected'],
+  ] as const)('%s', (stderr, answered, connected, outcome) => {
+    expect(classify(stderr, answered, connected)).toBe(outcome);
+  });
+});
+
+describe('process identity', () => {
+  test('a live process is recognised by pid and start time; a recycled pid is not', () => {
+    const me = processRef(process.pid);
+    expect(startTime(process.pid)).toBe(me.start);
+    expect(isAlive(me)).toBe(true);
+    expect(isAlive({ pid: process.pid, start: '1' })).toBe(false);
+    expect(isAlive({ pid: 2 ** 30, start: me.start })).toBe(false);
+  });
+});
