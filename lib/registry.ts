@@ -23,13 +23,13 @@ export interface RunRecord {
   kept?: boolean;
 }
 
-/** Start time of a process in clock ticks since boot (field 22 of /proc/<pid>/stat), or undefined if gone. */
+/** Start time of a live process in clock ticks since boot (field 22 of /proc/<pid>/stat); undefined if gone or a zombie. */
 export function startTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // comm (field 2) may contain spaces: fields after the last ')' are fixed.
+    // comm (field 2) may contain spaces: fields after the last ')' are fixed, starting with the state
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return rest[19];
+    return rest[0] === 'Z' ? undefined : rest[19];
   } catch {
     return undefined;
   }

@@ -2,8 +2,9 @@
 import type { Scenario } from '../lib/scenario.ts';
 import ipForward from './ip-forward.ts';
 import loopbackRedirect from './loopback-redirect.ts';
+import tunSynack from './tun-synack.ts';
 
-export const scenarios: Scenario[] = [loopbackRedirect, ipForward];
+export const scenarios: Scenario[] = [tunSynack, loopbackRedirect, ipForward];
 
 export function findScenario(name: string): Scenario | undefined {
   return scenarios.find((s) => s.name === name);
