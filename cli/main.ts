@@ -1,7 +1,8 @@
 // netns-lab: list | run | verify | demo | clean | doctor
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { release } from 'node:os';
 import { parseArgs } from 'node:util';
+import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
 import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
 import { readRecords, reapDead } from '../lib/registry.ts';
 import {
@@ -25,6 +26,8 @@ const USAGE = `usage: netns-lab <command> [options]
                                 (proof must fail), fix applied before the break (evidence must fail)
   clean                         remove namespaces and processes left by dead or kept runs
   doctor                        check root, tools and their versions, kernel features
+  untouched -- <command...>     run a command; fail if the machine's root namespace changed
+                                (links, addresses, routes, rules, rulesets, sysctls; no lab leftovers)
 
 environment: NETNS_LAB_STRICT=1 turns skips into failures (CI)`;
 
@@ -206,6 +209,20 @@ function toolVersion(tool: Tool): string {
   }
 }
 
+/** Runs a command between two snapshots of the root namespace; any difference fails, with the diff. */
+function cmdUntouched(command: string[]): number {
+  if (command.length === 0) throw new UsageError('untouched needs a command: netns-lab untouched -- pnpm test:scenarios');
+  const before = hostSnapshot();
+  const run = spawnSync(command[0]!, command.slice(1), { stdio: 'inherit' });
+  const diff = snapshotDiff(before, hostSnapshot());
+  if (diff) {
+    process.stderr.write(`netns-lab: the machine's root network namespace changed during \`${command.join(' ')}\`:\n${diff}\n`);
+    return 1;
+  }
+  process.stderr.write(`netns-lab: root network namespace unchanged (links, addresses, routes, rules, rulesets, sysctls; no lab leftovers)\n`);
+  return run.status ?? 1;
+}
+
 function cmdDoctor(): number {
   const ok = (good: boolean) => (good ? paint(32, 'ok     ') : paint(31, 'missing'));
   process.stdout.write(`kernel ${release()}, node ${process.version}\n`);
@@ -245,6 +262,8 @@ async function main(argv: string[]): Promise<number> {
       return cmdClean();
     case 'doctor':
       return cmdDoctor();
+    case 'untouched':
+      return cmdUntouched(positionals);
     case 'preflight':
       preflight(selectScenarios(positionals, true));
       return 0;

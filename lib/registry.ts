@@ -75,7 +75,8 @@ export function readRecords(): RunRecord[] {
 
 export function listNamespaces(): string[] {
   try {
-    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    // stderr ignored: `ip netns list` complains about namespaces another run is deleting right now
+    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
       .split('\n')
       .map((l) => l.split(' ')[0] ?? '')
       .filter(Boolean);
@@ -104,7 +105,7 @@ export function killSync(ref: ProcessRef, graceMs = 300): void {
 /** Pids of processes running inside a namespace (all of them started by the lab that made it). */
 export function namespacePids(ns: string): number[] {
   try {
-    return execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' })
+    return execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
       .split('\n')
       .filter(Boolean)
       .map(Number);
@@ -119,6 +120,20 @@ export function deleteNamespaceSync(ns: string): void {
   try {
     execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
   } catch {}
+}
+
+/** Lab namespaces no live run claims, and processes of dead runs still running: what a run left behind. */
+export function leftovers(): { namespaces: string[]; processes: number[] } {
+  const records = readRecords();
+  const claimed = new Set(records.filter((r) => isAlive(r.owner) || r.kept).flatMap((r) => r.namespaces));
+  return {
+    namespaces: listNamespaces().filter((ns) => ns.startsWith(NS_PREFIX) && !claimed.has(ns)).sort(),
+    processes: records
+      .filter((r) => !isAlive(r.owner) && !r.kept)
+      .flatMap((r) => r.processes)
+      .filter(isAlive)
+      .map((p) => p.pid),
+  };
 }
 
 export interface Reaped {
