@@ -31,7 +31,8 @@ export interface Stage<C> {
   /** Short id, used by `verify` and in reports. */
   name: string;
   title: string;
-  break(ctx: C): Promise<void>;
+  /** Omitted when the breakage is already in place (a later stage of the same failing connection). */
+  break?(ctx: C): Promise<void>;
   evidence(ctx: C, check: Check): Promise<void>;
   /** A stage without a fix is an observation: its evidence must still be able to fail (see `control`). */
   fix?(ctx: C): Promise<void>;
@@ -180,8 +181,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
           phase = 'fix';
           await timed('fix', stage.name, () => stage.fix!(ctx));
         }
-        phase = 'break';
-        await timed('break', stage.name, () => stage.break(ctx));
+        if (stage.break) {
+          phase = 'break';
+          await timed('break', stage.name, () => stage.break!(ctx));
+        }
         phase = 'evidence';
         await timed('evidence', stage.name, () => stage.evidence(ctx, check));
         if (opts.keepAfterEvidence) {

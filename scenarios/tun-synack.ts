@@ -3,13 +3,14 @@
  * Write-up 000: with mihomo in tun mode, every service published from a container hangs for
  * outside clients, while the host's own services answer.
  *
- *   client                router                                  host                                    pod
+ *   client          router                 host                              pod
  *   eth0 1.1.1.1 ══ wan0 114.154.19.19
- *   :443 outside API      lan0 192.168.3.1/24 ══ eno2 192.168.3.7/24, default via 192.168.3.1
- *                         dnat :8443,:8100 -> 192.168.3.7       :8100 host service
- *                         masquerade lan -> wan                 ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
- *                                                               CNI-HOSTPORT-DNAT :8443 -> 10.42.0.135   :8443 service
- *                                                               Meta 198.18.0.1/30 (mihomo's tun)
+ *   :443 API        lan0 192.168.3.1/24 ══ eno2 192.168.3.7/24
+ *                   dnat :8443,:8100       default via 192.168.3.1
+ *                   masquerade lan         :8100 host service
+ *                                          ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
+ *                                          CNI-HOSTPORT-DNAT :8443           :8443 service
+ *                                          Meta 198.18.0.1/30 (mihomo's tun)
  *
  * The client's SYN to :8443 enters on eno2, is DNATed to the pod and routed to cni0 (rule 9002
  * finds 10.42.0.0/24 in main). The pod's SYN-ACK enters the host on cni0, bound for 1.1.1.1:
@@ -76,7 +77,11 @@ async function synAckIntoTun({ client, host }: Ctx, check: Check): Promise<void>
   const clientSocket = synAck.then((p) => p && client.exec(['ss', '-Htn', 'state', 'syn-sent', 'dst', PUBLIC]));
   const result = await tcp(client, `${PUBLIC}:8443`, { until: clientSocket });
   const seen = (await meta.stop()).find(fromPod);
-  check.that(seen !== undefined, `the pod's SYN-ACK, from ${HOST}:8443 after the de-NAT, goes into Meta`, meta.summary());
+  check.that(
+    seen !== undefined,
+    `the pod's SYN-ACK, from ${HOST}:8443 after the de-NAT, goes into Meta`,
+    seen ? seen.raw : `${meta.summary()}; meanwhile ${describe(result)}`,
+  );
   const waiting = await clientSocket;
   check.that(
     waiting?.stdout.includes(`${PUBLIC}:8443`) ?? false,
@@ -99,7 +104,9 @@ async function podCallsOut({ host, pod }: Ctx) {
   // a SYN takes one route: the first interface it shows up on decides
   const result = await tcp(pod, `${CLIENT}:443`, { until: Promise.race([meta.waitFor(syn), eno2.waitFor(syn)]) });
   const [onMeta, onEno2] = await Promise.all([meta.stop(), eno2.stop()]);
-  return { meta: onMeta.filter(syn), eno2: onEno2.filter(syn), seen: `${meta.summary()}\n${eno2.summary()}\n${describe(result)}` };
+  const syns = { meta: onMeta.filter(syn), eno2: onEno2.filter(syn) };
+  const first = (list: Packet[]) => list[0]?.raw ?? 'no SYN';
+  return { ...syns, seen: `Meta: ${first(syns.meta)}; eno2: ${first(syns.eno2)}; ${describe(result)}` };
 }
 
 export default defineScenario<Ctx>({
@@ -109,13 +116,14 @@ export default defineScenario<Ctx>({
   breaks: "a published pod hangs for outside clients: its SYN-ACK enters the tun (rule 9003, table 2022); the host's own service answers",
   fixes: 'ip rule iif cni0 goto 9010 (pods no longer proxied), or ct mark 0x100 inbound connections and ip rule fwmark 0x100 lookup main pref 5000',
   picture: `
-  client                router                                  host                                    pod
+  client          router                 host                              pod
   eth0 1.1.1.1 ══ wan0 114.154.19.19
-  :443 outside API      lan0 192.168.3.1/24 ══ eno2 192.168.3.7/24, default via 192.168.3.1
-                        dnat :8443,:8100 -> 192.168.3.7       :8100 host service
-                        masquerade lan -> wan                 ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
-                                                              CNI-HOSTPORT-DNAT :8443 -> 10.42.0.135   :8443 service
-                                                              Meta 198.18.0.1/30 (mihomo's tun)`,
+  :443 API        lan0 192.168.3.1/24 ══ eno2 192.168.3.7/24
+                  dnat :8443,:8100       default via 192.168.3.1
+                  masquerade lan         :8100 host service
+                                         ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
+                                         CNI-HOSTPORT-DNAT :8443           :8443 service
+                                         Meta 198.18.0.1/30 (mihomo's tun)`,
   requires: { tools: ['ip', 'nft', 'tcpdump', 'socat', 'sysctl'], features: ['tun'] },
 
   async topology(lab) {
