@@ -1,6 +1,6 @@
 // A long-running helper (capture, event stream, server, tun holder) and the lines it printed.
 import { createInterface } from 'node:readline';
-import type { Spawned } from './exec.ts';
+import type { Spawned, Step } from './exec.ts';
 import { poll } from './wait.ts';
 
 export interface Line {
@@ -13,6 +13,8 @@ export class Background {
   readonly lines: Line[] = [];
   private listeners = new Set<() => void>();
   exited = false;
+  /** Its transcript entry (output is filled in when the lab stops it). */
+  step?: Step;
 
   constructor(
     readonly proc: Spawned,

@@ -1,5 +1,6 @@
 // Evidence from the kernel: packet captures, conntrack events, SNMP/netstat counters.
 import type { Background } from './background.ts';
+import { inNetns, shellLine } from './exec.ts';
 import type { Host } from './topology.ts';
 import { poll, waitFor } from './wait.ts';
 
@@ -83,7 +84,7 @@ export class Capture {
 /** Starts tcpdump on one interface and resolves once it is listening. */
 export async function capture(host: Host, iface: string, filter = ''): Promise<Capture> {
   const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? filter.split(/\s+/) : [])];
-  const proc = host.spawn(argv, { note: `capture on ${iface}` });
+  const proc = host.spawn(argv, { note: `capture on ${iface}`, shell: { ready: `grep -q 'listening on' "$LOG"` } });
   const ready = await proc.waitForLine((t) => t.startsWith('listening on'), 5000);
   if (!ready) throw new Error(`tcpdump on ${host.name}/${iface} did not start listening: ${proc.text()}`);
   return new Capture(host, iface, proc);
@@ -173,12 +174,17 @@ export class ConntrackEvents {
  * from userspace and waits for its event (conntrack -E prints no banner of its own).
  */
 export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
-  const proc = host.spawn(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], { note: 'conntrack event stream' });
   const canary = ['-p', 'udp', '-s', '127.0.0.254', '-d', '127.0.0.254', '--sport', '9', '--dport', '9'];
+  const insert = shellLine(inNetns(host.ns, ['conntrack', '-I', ...canary, '-t', '1']));
+  const remove = shellLine(inNetns(host.ns, ['conntrack', '-D', ...canary]));
+  const proc = host.spawn(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], {
+    note: 'conntrack event stream',
+    shell: { ready: `{ ${insert}; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
+  });
   await waitFor(`conntrack -E in ${host.name} to subscribe`, async () => {
-    await host.exec(['conntrack', '-I', ...canary, '-t', '1'], { check: false });
+    await host.exec(['conntrack', '-I', ...canary, '-t', '1'], { check: false, quiet: true });
     const seen = await proc.waitForLine((t) => t.includes('127.0.0.254') && t.includes('[NEW]'), 50);
-    await host.exec(['conntrack', '-D', ...canary], { check: false });
+    await host.exec(['conntrack', '-D', ...canary], { check: false, quiet: true });
     return seen;
   }, { timeoutMs: 3000, intervalMs: 0 });
   return new ConntrackEvents(host, proc);
@@ -208,7 +214,7 @@ export function parseSnmp(text: string): Counters {
 
 /** The host's SNMP and netstat counters, read inside its namespace. */
 export async function snmp(host: Host): Promise<Counters> {
-  return parseSnmp((await host.exec(['cat', '/proc/net/snmp', '/proc/net/netstat'])).stdout);
+  return parseSnmp((await host.exec(['cat', '/proc/net/snmp', '/proc/net/netstat'], { quiet: true })).stdout);
 }
 
 export interface CounterWatch {

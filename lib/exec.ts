@@ -4,8 +4,18 @@ import { execa, type ResultPromise } from 'execa';
 export const PHASES = ['topology', 'break', 'evidence', 'fix', 'proof', 'teardown'] as const;
 export type Phase = (typeof PHASES)[number];
 
+/** How a demo script waits for a background helper to be ready, and whether it is a probe to check. */
+export interface ShellHints {
+  /** A shell condition that holds once the helper is ready; `$LOG` is its output file. */
+  ready?: string;
+  /** A probe: the demo script re-runs it and requires the same result (token echoed or not). */
+  probe?: { token: string; echoed: boolean };
+}
+
 export interface Step {
   phase: Phase;
+  /** Stage of a multi-stage scenario. */
+  stage?: string;
   /** Lab host name (netns is derived), undefined for commands in the caller's namespace. */
   host?: string;
   /** The real command line a reader can paste. */
@@ -18,25 +28,31 @@ export interface Step {
   stderr: string;
   /** Long-running helper (capture, server, event stream): output is what it printed until stopped. */
   background?: boolean;
-  /** Short why-line for demos. */
+  /** Short why-line for demos; a step with only a note is a verdict. */
   note?: string;
+  /** A readiness or evidence poll: demos collapse repeats, demo scripts leave it out. */
+  quiet?: boolean;
+  /** A file the lab wrote (its content is `input`): demos show it, demo scripts write it. */
+  file?: string;
+  shell?: ShellHints;
 }
 
 export class Transcript {
   readonly steps: Step[] = [];
   phase: Phase = 'topology';
+  stage: string | undefined;
   readonly startedAt = Date.now();
   spawned = 0;
 
   record(step: Omit<Step, 'phase'>): Step {
-    const full = { phase: this.phase, ...step };
+    const full = { phase: this.phase, stage: this.stage, ...step };
     this.steps.push(full);
     return full;
   }
 
   /** Marks a phase boundary with a note (shown in demos as the phase verdict). */
   note(note: string): void {
-    this.steps.push({ phase: this.phase, line: '', exitCode: 0, durationMs: 0, stdout: '', stderr: '', note });
+    this.steps.push({ phase: this.phase, stage: this.stage, line: '', exitCode: 0, durationMs: 0, stdout: '', stderr: '', note });
   }
 }
 
@@ -59,6 +75,8 @@ export interface RunOptions {
   check?: boolean;
   timeoutMs?: number;
   note?: string;
+  /** A poll (readiness, evidence): see Step.quiet. */
+  quiet?: boolean;
 }
 
 export interface RunResult {
@@ -66,6 +84,7 @@ export interface RunResult {
   stdout: string;
   stderr: string;
   ok: boolean;
+  step: Step;
 }
 
 const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
@@ -115,14 +134,15 @@ export async function run(
     stdout: String(result.stdout ?? ''),
     stderr: String(result.stderr ?? ''),
     note: opts.note,
+    quiet: opts.quiet,
   };
-  transcript.record(step);
+  const recorded = transcript.record(step);
   const ok = exitCode === 0;
   if (!ok && opts.check !== false) {
     const reason = result.failed && exitCode === undefined ? `${result.shortMessage}` : step.stderr;
     throw new CommandError(line, exitCode, reason, step.stdout);
   }
-  return { exitCode, stdout: step.stdout, stderr: step.stderr, ok };
+  return { exitCode, stdout: step.stdout, stderr: step.stderr, ok, step: recorded };
 }
 
 /** A started long-running process, owned by whoever spawned it. */

@@ -1,7 +1,9 @@
 // A Lab owns one run: unique names, every namespace and process it made, and their teardown.
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Background } from './background.ts';
-import { type Phase, type RunOptions, type RunResult, run, type Step, spawn, Transcript } from './exec.ts';
+import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript } from './exec.ts';
 import {
   deleteNamespaceSync,
   killSync,
@@ -11,6 +13,7 @@ import {
   type RunRecord,
   reapDead,
   removeRecord,
+  runDir,
   writeRecord,
 } from './registry.ts';
 import { Host } from './topology.ts';
@@ -34,6 +37,12 @@ function installSignalHandlers(): void {
   process.on('exit', () => {
     for (const lab of liveLabs) lab.teardownSync();
   });
+}
+
+export interface SpawnOptions {
+  note?: string;
+  stdin?: boolean;
+  shell?: ShellHints;
 }
 
 export interface LabOptions {
@@ -108,8 +117,8 @@ export class Lab implements AsyncDisposable {
   }
 
   /** Starts a long-running process owned by this lab; it is stopped at teardown if not before. */
-  spawn(host: Host | undefined, argv: readonly string[], opts: { note?: string; stdin?: boolean } = {}): Background {
-    const { note } = opts;
+  spawn(host: Host | undefined, argv: readonly string[], opts: SpawnOptions = {}): Background {
+    const { note, shell } = opts;
     const proc = spawn(this.transcript, host, argv, opts);
     const bg = new Background(proc, host?.name);
     const step = this.transcript.record({
@@ -121,7 +130,9 @@ export class Lab implements AsyncDisposable {
       stderr: '',
       background: true,
       note,
+      shell,
     });
+    bg.step = step;
     this.processes.set(bg, step);
     this.record.processes.push(processRef(proc.pid));
     writeRecord(this.record);
@@ -150,6 +161,20 @@ export class Lab implements AsyncDisposable {
     step.stderr = bg.text('stderr');
     step.exitCode = proc.child.exitCode ?? null;
     this.record.processes = this.record.processes.filter((p) => p.pid !== proc.pid);
+  }
+
+  /** The lab's own directory for config files (removed with the lab). */
+  get dir(): string {
+    return runDir(this.id);
+  }
+
+  /** Writes a file the lab's processes read (a proxy's config); recorded so demos can recreate it. */
+  writeFile(name: string, content: string): string {
+    const path = join(this.dir, name);
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(path, content);
+    this.transcript.record({ line: `cat > ${path}`, input: content, file: path, exitCode: 0, durationMs: 0, stdout: '', stderr: '' });
+    return path;
   }
 
   /** The state that explains a failure: per host addresses, routes, rules, rulesets, conntrack; helpers' output. */
@@ -196,6 +221,7 @@ export class Lab implements AsyncDisposable {
   }
 
   private finish(): void {
+    rmSync(this.dir, { recursive: true, force: true });
     this.torndown = true;
     this.processes.clear();
     liveLabs.delete(this);

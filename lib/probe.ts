@@ -3,7 +3,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Background } from './background.ts';
 import type { Host } from './topology.ts';
-import { waitFor } from './wait.ts';
 
 export type Outcome = 'connected' | 'refused' | 'reset' | 'timeout' | 'unreachable';
 
@@ -54,6 +53,7 @@ async function socatExchange(
   const started = performance.now();
   const target = kind === 'tcp' ? `TCP:${address},connect-timeout=${timeoutMs / 1000}` : `UDP:${address}`;
   const client = from.spawn(['socat', '-d', '-d', '-', target], { stdin: true, note: `${kind} probe to ${address}` });
+  client.step!.input = `${t}\n`;
   client.proc.child.stdin?.write(`${t}\n`);
   const answered = client.waitForLine((l) => l.includes(t), timeoutMs);
   const failed = client.waitForLine((l) => / E /.test(l), timeoutMs);
@@ -62,6 +62,7 @@ async function socatExchange(
   const payload = client.text('stdout');
   const stderr = client.text('stderr');
   const echoed = payload.includes(t);
+  client.step!.shell = { probe: { token: t, echoed } };
   const connected = kind === 'tcp' && /starting data transfer loop/.test(stderr);
   return {
     kind,
@@ -99,6 +100,7 @@ export async function http(from: Host, url: string, opts: ProbeOptions = {}): Pr
     check: false,
   });
   const echoed = res.stdout.includes(t);
+  res.step.shell = { probe: { token: t, echoed } };
   return {
     kind: 'http',
     from: from.name,
@@ -149,10 +151,10 @@ export async function serve(
   const address = proto === 'tcp' ? `TCP-LISTEN:${port},reuseaddr,fork${bind}` : `UDP-RECVFROM:${port},fork${bind}`;
   const server = host.spawn(['socat', '-d', '-d', address, SERVER_PROGRAM[kind]], {
     note: `${kind} server on ${proto}/${listen}`,
+    shell: { ready: `grep -Eq 'listening on|receiving on' "$LOG"` },
   });
-  await waitFor(`${proto} ${kind} server on ${host.name}:${listen}`, () => {
-    if (server.exited) throw new Error(`server exited: ${server.text()}`);
-    return server.lines.some((l) => l.text.includes('listening on'));
-  });
+  // socat says "listening on" for TCP and "receiving on" for UDP once its socket is bound
+  const ready = await server.waitForLine((l) => /listening on|receiving on/.test(l));
+  if (!ready) throw new Error(`${proto} ${kind} server on ${host.name}:${listen} did not start: ${server.text()}`);
   return server;
 }

@@ -51,7 +51,13 @@ export function writeRecord(record: RunRecord): void {
   renameSync(tmp, join(STATE_DIR, `${record.id}.json`));
 }
 
+/** A run's directory for the files its processes read. */
+export function runDir(id: string): string {
+  return join(STATE_DIR, `${id}.d`);
+}
+
 export function removeRecord(id: string): void {
+  rmSync(runDir(id), { recursive: true, force: true });
   rmSync(join(STATE_DIR, `${id}.json`), { force: true });
 }
 

@@ -150,6 +150,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   const phaseMs: Partial<Record<Phase, number>> = {};
   const timed = async <T>(phase: Phase, stage: string | undefined, fn: () => Promise<T>): Promise<T> => {
     lab.phase = phase;
+    lab.transcript.stage = stage;
     const t0 = performance.now();
     let ok = false;
     try {

@@ -2,7 +2,7 @@
 // Interfaces are created inside lab namespaces only, so they keep the names the write-ups use.
 import type { Background } from './background.ts';
 import type { RunOptions, RunResult } from './exec.ts';
-import type { Lab } from './lab.ts';
+import type { Lab, SpawnOptions } from './lab.ts';
 import { waitFor } from './wait.ts';
 
 /** Splits a command written as one line; arguments never contain spaces here. */
@@ -23,7 +23,7 @@ export class Host {
   }
 
   /** Starts a long-running command inside this host; the lab stops it at teardown. */
-  spawn(command: string | readonly string[], opts: { note?: string; stdin?: boolean } = {}): Background {
+  spawn(command: string | readonly string[], opts: SpawnOptions = {}): Background {
     return this.lab.spawn(this, typeof command === 'string' ? words(command) : command, opts);
   }
 
@@ -60,11 +60,11 @@ export class Host {
   async tun(name: string, cidr: string): Promise<Background> {
     const holder = this.spawn(
       ['socat', '-u', `TUN:${cidr},tun-name=${name},tun-type=tun,iff-no-pi,iff-up`, 'OPEN:/dev/null'],
-      { note: `${name}: a tun whose reader discards everything` },
+      { note: `${name}: a tun whose reader discards everything`, shell: { ready: `ip -n ${this.ns} link show ${name} | grep -q LOWER_UP` } },
     );
     await waitFor(`tun ${name} to come up with carrier in ${this.name}`, async () => {
       if (holder.exited) throw new Error(`socat holding ${name} exited: ${holder.text()}`);
-      const res = await this.exec(['ip', '-j', 'link', 'show', name], { check: false });
+      const res = await this.exec(['ip', '-j', 'link', 'show', name], { check: false, quiet: true });
       return res.ok && (JSON.parse(res.stdout)[0]?.flags as string[] | undefined)?.includes('LOWER_UP');
     });
     return holder;
