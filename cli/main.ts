@@ -1,7 +1,11 @@
 // netns-lab: list | run | verify | demo | clean | doctor
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { renderMarkdown, renderShell } from '../lib/demo.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
 import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
 import { readRecords, reapDead } from '../lib/registry.ts';
@@ -24,6 +28,10 @@ const USAGE = `usage: netns-lab <command> [options]
       --keep                    stop after the first evidence and leave the lab up to explore
   verify <scenario...|--all>    run each scenario three ways: as written (must pass), without the fix
                                 (proof must fail), fix applied before the break (evidence must fail)
+  demo <scenario...|--all>      run and render a demo for a write-up: Markdown with every command,
+                                the packets, counters and verdicts (default), or a bash script
+      --format md|sh            that replays it without Node (sh)
+      --write                   write docs/demos/<scenario>.md and .sh instead of printing
   clean                         remove namespaces and processes left by dead or kept runs
   doctor                        check root, tools and their versions, kernel features
   untouched -- <command...>     run a command; fail if the machine's root namespace changed
@@ -167,6 +175,31 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
   return results.every((r) => r.v.ok) ? 0 : 1;
 }
 
+async function cmdDemo(selected: Scenario[], format: string, write: boolean): Promise<number> {
+  if (!['md', 'sh'].includes(format)) throw new UsageError(`unknown format '${format}' (md or sh)`);
+  preflight(selected);
+  let ok = true;
+  for (const scenario of selected) {
+    process.stderr.write(`${paint(1, scenario.name)}: ${scenario.title}\n`);
+    const result = await runScenario(scenario, { onProgress: progress });
+    if (result.outcome !== 'pass') {
+      printResult(result);
+      ok = false;
+      continue;
+    }
+    if (write) {
+      const dir = join(fileURLToPath(new URL('..', import.meta.url)), 'docs', 'demos');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result));
+      writeFileSync(join(dir, `${scenario.name}.sh`), renderShell(scenario, result), { mode: 0o755 });
+      process.stderr.write(`  wrote docs/demos/${scenario.name}.md and .sh\n`);
+    } else {
+      process.stdout.write(format === 'sh' ? renderShell(scenario, result) : renderMarkdown(scenario, result));
+    }
+  }
+  return ok ? 0 : 1;
+}
+
 function cmdList(): number {
   for (const s of scenarios) {
     process.stdout.write(`${paint(1, s.name)}  (write-up ${s.writeup})\n  ${s.title}\n  breaks: ${s.breaks}\n  fix:    ${s.fixes}\n`);
@@ -249,7 +282,13 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { all: { type: 'boolean' }, keep: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      all: { type: 'boolean' },
+      keep: { type: 'boolean' },
+      format: { type: 'string' },
+      write: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   switch (command) {
     case 'list':
@@ -258,6 +297,8 @@ async function main(argv: string[]): Promise<number> {
       return cmdRun(selectScenarios(positionals, values.all ?? false), values.keep ?? false);
     case 'verify':
       return cmdVerify(selectScenarios(positionals, values.all ?? false));
+    case 'demo':
+      return cmdDemo(selectScenarios(positionals, values.all ?? false), values.format ?? 'md', values.write ?? false);
     case 'clean':
       return cmdClean();
     case 'doctor':

@@ -71,7 +71,7 @@ export class Nft {
 
   /** Applies ruleset text atomically (`nft -f -`). */
   apply(ruleset: string): Promise<RunResult> {
-    return this.host.exec(['nft', '-f', '-'], { input: `${ruleset.trim()}\n` });
+    return this.host.exec(['nft', '-f', '-'], { input: dedent(ruleset) });
   }
 
   /** One nft command, as typed (`add rule ip nat output ...`). */
@@ -132,4 +132,11 @@ export function iptablesWords(line: string): string[] {
   const out: string[] = [];
   for (const m of line.matchAll(/"([^"]*)"|(\S+)/g)) out.push(m[1] ?? (m[2] as string));
   return out;
+}
+
+/** Removes the indentation a template literal carries, so a ruleset reads in a transcript as typed. */
+export function dedent(text: string): string {
+  const lines = text.replace(/^\n+|\s+$/g, '').split('\n');
+  const indent = Math.min(...lines.filter((l) => l.trim()).map((l) => /^\s*/.exec(l)![0].length));
+  return `${lines.map((l) => l.slice(indent)).join('\n')}\n`;
 }

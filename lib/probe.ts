@@ -33,8 +33,10 @@ export function classify(stderr: string, answered: boolean, connected: boolean):
 export interface ProbeOptions {
   /** Give up after this long (default 1000 ms: breakage is proven by evidence, not by waiting). */
   timeoutMs?: number;
-  /** Stop early when this settles: the evidence already decided the outcome. */
+  /** Stop early when this settles: the evidence already proved the exchange cannot complete. */
   until?: Promise<unknown>;
+  /** Stop early when this settles: the probe only made traffic to watch; its outcome is not a claim. */
+  stopWhen?: Promise<unknown>;
 }
 
 function token(): string {
@@ -57,12 +59,14 @@ async function socatExchange(
   client.proc.child.stdin?.write(`${t}\n`);
   const answered = client.waitForLine((l) => l.includes(t), timeoutMs);
   const failed = client.waitForLine((l) => / E /.test(l), timeoutMs);
-  await Promise.race([answered, failed, opts.until ?? new Promise(() => {})]);
+  const never = new Promise(() => {});
+  await Promise.race([answered, failed, opts.until ?? never, opts.stopWhen ?? never]);
   await from.lab.stop(client, 'SIGKILL');
   const payload = client.text('stdout');
   const stderr = client.text('stderr');
   const echoed = payload.includes(t);
-  client.step!.shell = { probe: { token: t, echoed } };
+  // a demo script replays the probe and requires the same result, unless its outcome was not a claim
+  if (!opts.stopWhen) client.step!.shell = { probe: { token: t, echoed } };
   const connected = kind === 'tcp' && /starting data transfer loop/.test(stderr);
   return {
     kind,

@@ -102,7 +102,7 @@ async function podCallsOut({ host, pod }: Ctx) {
   const [meta, eno2] = await Promise.all([capture(host, 'Meta', 'tcp port 443'), capture(host, 'eno2', 'tcp port 443')]);
   const syn = (p: Packet) => isSyn(p) && p.dst === CLIENT && p.dport === 443;
   // a SYN takes one route: the first interface it shows up on decides
-  const result = await tcp(pod, `${CLIENT}:443`, { until: Promise.race([meta.waitFor(syn), eno2.waitFor(syn)]) });
+  const result = await tcp(pod, `${CLIENT}:443`, { stopWhen: Promise.race([meta.waitFor(syn), eno2.waitFor(syn)]) });
   const [onMeta, onEno2] = await Promise.all([meta.stop(), eno2.stop()]);
   const syns = { meta: onMeta.filter(syn), eno2: onEno2.filter(syn) };
   const first = (list: Packet[]) => list[0]?.raw ?? 'no SYN';

@@ -1,0 +1,64 @@
+// The committed demos (docs/demos) replay on their own, fail without their fix, and match the scenarios.
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+import { renderShell } from '../../lib/demo.ts';
+import { runScenario } from '../../lib/scenario.ts';
+import { scenarios } from '../../scenarios/index.ts';
+
+const demos = fileURLToPath(new URL('../../docs/demos/', import.meta.url));
+
+function bash(script: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn('bash', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(script);
+  });
+}
+
+/** The script with one `fix` phase cut out (up to the next phase). */
+function withoutFix(script: string, index: number): string {
+  const lines = script.split('\n');
+  const fixes = lines.flatMap((l, i) => (/^phase ".*fix"$/.test(l) ? [i] : []));
+  const start = fixes[index]!;
+  const end = lines.findIndex((l, i) => i > start && l.startsWith('phase '));
+  return [...lines.slice(0, start + 1), ...lines.slice(end)].join('\n');
+}
+
+/** Commands only, order-insensitive: concurrent steps finish in a different order from run to run. */
+const commandSet = (script: string) =>
+  script
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'))
+    .map((l) => l.replace(/\bh\d+\b/g, 'hN').replace(/netns-lab-token\d+/g, 'netns-lab-tokenN'))
+    .sort();
+
+describe.concurrent.each(scenarios.map((s) => [s.name, s] as const))('demo %s', (name, scenario) => {
+  const path = `${demos}${name}.sh`;
+
+  test('replays on its own and fails without each fix', async () => {
+    expect(existsSync(path), `docs/demos/${name}.sh is missing: run pnpm demos`).toBe(true);
+    const script = readFileSync(path, 'utf8');
+    const run = await bash(script);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain(`PASS: ${name}`);
+    const fixes = script.split('\n').filter((l) => /^phase ".*fix"$/.test(l)).length;
+    expect(fixes).toBeGreaterThan(0);
+    for (let i = 0; i < fixes; i++) {
+      const broken = await bash(withoutFix(script, i));
+      expect(broken.code, `without fix #${i + 1} the script should fail`).not.toBe(0);
+      expect(broken.stderr).toContain('FAIL:');
+    }
+  });
+
+  test('is current with the scenario', async () => {
+    const result = await runScenario(scenario);
+    expect(result.outcome).toBe('pass');
+    expect(commandSet(renderShell(scenario, result)), 'docs/demos are stale: run pnpm demos').toEqual(commandSet(readFileSync(path, 'utf8')));
+  });
+});
