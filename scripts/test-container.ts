@@ -23,6 +23,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
+// We never connect to the container's ports. Without this, testcontainers running where /.dockerenv
+// exists asks the engine for the `bridge` network's gateway, which an engine started with
+// --bridge=none (scripts/ci-container.mjs) does not have.
+process.env.TESTCONTAINERS_HOST_OVERRIDE ??= 'localhost';
 const { GenericContainer, getContainerRuntimeClient } = await import('testcontainers');
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)));

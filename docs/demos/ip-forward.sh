@@ -99,7 +99,7 @@ expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(e
 # the internet host answers the container: tcp container -> 198.51.100.1:80: connected (token echoed) answer "netns-lab-token2-$$ from 198.51.100.2"
 # the internet host saw the masqueraded source 198.51.100.2: netns-lab-token2-$$ from 198.51.100.2
 ip netns exec $L-host iptables-nft-save -c
-# the MASQUERADE rule counted the connection: 1 packet(s)
+# the MASQUERADE rule counted the connection: 2 packet(s)
 
 echo
 echo "PASS: ip-forward: breakage shown, fix applied, proof holds"
