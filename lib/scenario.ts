@@ -266,3 +266,17 @@ export function verdict(result: ScenarioResult): { ok: boolean; message: string 
 export function counts(result: ScenarioResult): boolean {
   return result.outcome === 'pass' || (result.outcome === 'skipped' && !isStrict());
 }
+
+/** A scenario result as a reader wants it on failure: the claims that held, the one that did not, the state. */
+export function explainResult(result: ScenarioResult): string {
+  const lines = [`${result.scenario} (${result.mode}${result.target ? ` ${result.target}` : ''}): ${result.outcome}: ${result.message}`];
+  for (const stage of result.stages) {
+    lines.push(`  stage ${stage.stage}: ${stage.outcome}`);
+    for (const f of stage.findings) lines.push(`    ✓ [${f.phase}] ${f.claim}: ${f.seen.split('\n')[0]}`);
+    if (stage.failure) {
+      lines.push(`    ✗ [${stage.failure.phase}] expected ${stage.failure.claim}`, `      saw ${stage.failure.seen}`);
+      if (stage.failure.state) lines.push('    state:', ...stage.failure.state.split('\n').map((l) => `      ${l}`));
+    }
+  }
+  return lines.join('\n');
+}

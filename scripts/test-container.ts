@@ -79,7 +79,8 @@ const quote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.rep
 const script = `
 trap 'stopping=1' TERM INT
 step() {
-  echo "test:container: \\$ $*" >&2
+  echo "test:container: \\$ $1" >&2
+  shift
   "$@" & child=$!
   wait $child; st=$?
   while kill -0 $child 2>/dev/null; do wait $child; st=$?; done
@@ -90,7 +91,7 @@ if [ ! -w /proc/sys/net/ipv4/ip_forward ]; then
 fi
 echo "test:container: inside: kernel $(uname -r), node $(node --version), pnpm $(pnpm --version), $(ip -V)" >&2
 status=0
-${steps.map((argv) => `[ -z "\${stopping:-}" ] && { step ${argv.map(quote).join(' ')} || { st=$?; [ $status -eq 0 ] && status=$st; }; }`).join('\n')}
+${steps.map((argv) => `[ -z "\${stopping:-}" ] && { step ${quote(argv.map(quote).join(' '))} ${argv.map(quote).join(' ')} || { st=$?; [ $status -eq 0 ] && status=$st; }; }`).join('\n')}
 [ -n "\${stopping:-}" ] && [ $status -eq 0 ] && status=143
 exit $status
 `;
@@ -191,7 +192,7 @@ try {
     say(`the container did not start: ${message.trim()}`);
     if (opts.privileged && /operation not permitted|capabilit/i.test(message))
       say('--privileged asks for every capability; where the machine lacks one in its bounding set, use the default capability set');
-    throw err;
+    throw Object.assign(err as Error, { reported: true });
   }
   if (stopping) await stopping;
   const result = (await client.container.getById(started.getId()).wait()) as { StatusCode: number };
@@ -199,7 +200,7 @@ try {
   await Promise.race([logsEnded, new Promise((resolve) => setTimeout(resolve, 2_000))]);
   say(`suite exited ${status} after ${secs(t0)}${status === 0 ? '' : ' (failed)'}`);
 } catch (err) {
-  if (!stopping) say(`error: ${(err as Error).message}`);
+  if (!stopping && !(err as { reported?: boolean }).reported) say(`error: ${(err as Error).message}`);
   status = status || 1;
 } finally {
   if (!stopping) await removeContainer(0);
