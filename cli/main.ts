@@ -11,6 +11,7 @@ import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements,
 import { readRecords, reapDead } from '../lib/registry.ts';
 import {
   counts,
+  explainResult,
   type Mode,
   type ProgressEvent,
   runScenario,
@@ -77,17 +78,8 @@ function progress(e: ProgressEvent): void {
 }
 
 function printResult(result: ScenarioResult): void {
-  const head = `${result.scenario}: ${paint(OUTCOME_COLOR[result.outcome] ?? 0, result.outcome)} (${Math.round(result.ms)} ms)`;
-  process.stdout.write(`${head}\n`);
-  for (const stage of result.stages) {
-    if (result.stages.length > 1) process.stdout.write(`  stage ${stage.stage}: ${stage.title}\n`);
-    for (const f of stage.findings) process.stdout.write(`    ✓ ${f.phase}: ${f.claim}\n        ${f.seen.split('\n').join('\n        ')}\n`);
-    if (stage.failure) {
-      process.stdout.write(`    ✗ ${stage.failure.phase}: expected ${stage.failure.claim}\n        saw ${stage.failure.seen}\n`);
-      if (stage.failure.state) process.stdout.write(`    state at failure:\n${stage.failure.state.replace(/^/gm, '      ')}\n`);
-    }
-  }
-  if (result.outcome === 'skipped' || result.outcome === 'error') process.stdout.write(`  ${result.message}\n`);
+  const headline = `${result.scenario}: ${paint(OUTCOME_COLOR[result.outcome] ?? 0, result.outcome)} (${Math.round(result.ms)} ms)`;
+  process.stdout.write(`${explainResult(result, { headline })}\n`);
 }
 
 function table(rows: string[][]): string {

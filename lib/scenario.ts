@@ -267,16 +267,19 @@ export function counts(result: ScenarioResult): boolean {
   return result.outcome === 'pass' || (result.outcome === 'skipped' && !isStrict());
 }
 
-/** A scenario result as a reader wants it on failure: the claims that held, the one that did not, the state. */
-export function explainResult(result: ScenarioResult): string {
-  const lines = [`${result.scenario} (${result.mode}${result.target ? ` ${result.target}` : ''}): ${result.outcome}: ${result.message}`];
+/** A scenario result as a reader wants it: the claims that held with what was seen, the one that did not, the state. */
+export function explainResult(result: ScenarioResult, opts: { headline?: string } = {}): string {
+  const indent = (text: string, pad: string) => text.split('\n').join(`\n${pad}`);
+  const mode = result.mode === 'as-written' ? '' : ` (${result.mode}${result.target ? ` ${result.target}` : ''})`;
+  const lines = [opts.headline ?? `${result.scenario}${mode}: ${result.outcome} (${Math.round(result.ms)} ms)`];
   for (const stage of result.stages) {
-    lines.push(`  stage ${stage.stage}: ${stage.outcome}`);
-    for (const f of stage.findings) lines.push(`    ✓ [${f.phase}] ${f.claim}: ${f.seen.split('\n')[0]}`);
+    if (result.stages.length > 1) lines.push(`  stage ${stage.stage}: ${stage.title}`);
+    for (const f of stage.findings) lines.push(`    ✓ ${f.phase}: ${f.claim}`, `        ${indent(f.seen, '        ')}`);
     if (stage.failure) {
-      lines.push(`    ✗ [${stage.failure.phase}] expected ${stage.failure.claim}`, `      saw ${stage.failure.seen}`);
-      if (stage.failure.state) lines.push('    state:', ...stage.failure.state.split('\n').map((l) => `      ${l}`));
+      lines.push(`    ✗ ${stage.failure.phase}: expected ${stage.failure.claim}`, `        saw ${indent(stage.failure.seen, '        ')}`);
+      if (stage.failure.state) lines.push('    state at failure:', `      ${indent(stage.failure.state, '      ')}`);
     }
   }
+  if (result.outcome === 'skipped' || result.outcome === 'error') lines.push(`  ${result.message}`);
   return lines.join('\n');
 }
