@@ -157,6 +157,15 @@ export class ConntrackEvents {
     return line && parseConntrackEvent(line.text);
   }
 
+  /** Returns once every event the kernel emitted so far is read: netlink keeps order, so a canary inserted now comes last. */
+  async drain(): Promise<void> {
+    const canary = ['-p', 'udp', '-s', '127.0.0.254', '-d', '127.0.0.254', '--sport', '10', '--dport', '10'];
+    await this.host.exec(['conntrack', '-I', ...canary, '-t', '1'], { quiet: true });
+    const seen = await this.process.waitForLine((t) => t.includes('[NEW]') && t.includes('127.0.0.254 sport=10 '), 2000);
+    await this.host.exec(['conntrack', '-D', ...canary], { check: false, quiet: true });
+    if (!seen) throw new Error(`conntrack -E never showed its canary: ${this.summary()}`);
+  }
+
   async stop(): Promise<ConntrackEvent[]> {
     await this.host.lab.stop(this.process);
     return this.events();

@@ -66,6 +66,19 @@ export function counterOf(counters: RuleCounter[], comment: string): RuleCounter
   return hit;
 }
 
+/** A rule found by table, chain and a piece of its iptables-save line (for rules that carry no comment). */
+export interface RuleRef {
+  table: string;
+  chain: string;
+  has: string;
+}
+
+export function counterWhere(counters: RuleCounter[], ref: RuleRef): RuleCounter {
+  const hit = counters.find((c) => c.table === ref.table && c.chain === ref.chain && c.rule.includes(ref.has));
+  if (!hit) throw new Error(`no rule in ${ref.table} ${ref.chain} with "${ref.has}"`);
+  return hit;
+}
+
 export class Nft {
   constructor(readonly host: Host) {}
 
@@ -114,8 +127,14 @@ export class Iptables {
     for (const line of lines) await this.host.exec([this.command, '-w', ...iptablesWords(line)]);
   }
 
-  async counters(): Promise<RuleCounter[]> {
-    return parseIptablesSave((await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c'])).stdout);
+  /** Rules in iptables-save form, loaded in one call on top of what is there. */
+  restore(rules: string): Promise<RunResult> {
+    return this.host.exec([`${this.command}-restore`, '-w', '--noflush'], { input: dedent(rules) });
+  }
+
+  /** Every rule and policy counter; `quiet` for polls (demos collapse them). */
+  async counters(opts: { quiet?: boolean } = {}): Promise<RuleCounter[]> {
+    return parseIptablesSave((await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c'], opts)).stdout);
   }
 
   async counter(comment: string): Promise<RuleCounter> {

@@ -58,7 +58,8 @@ async function socatExchange(
   client.step!.input = `${t}\n`;
   client.proc.child.stdin?.write(`${t}\n`);
   const answered = client.waitForLine((l) => l.includes(t), timeoutMs);
-  const failed = client.waitForLine((l) => / E /.test(l), timeoutMs);
+  // socat reports a reset on read as a warning (W), not an error: either ends the exchange
+  const failed = client.waitForLine((l) => / E /.test(l) || /reset by peer/i.test(l), timeoutMs);
   const never = new Promise(() => {});
   await Promise.race([answered, failed, opts.until ?? never, opts.stopWhen ?? never]);
   await from.lab.stop(client, 'SIGKILL');

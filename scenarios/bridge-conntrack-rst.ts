@@ -1,0 +1,381 @@
+/*
+ * bridge-conntrack-rst: a container bridged into the LAN cannot reach a port the host publishes;
+ * four layers of one failing connection, the last a reset made by conntrack.
+ * Write-up 003: homeassistant sits on the Docker network lan137, built on the host's IP-less
+ * bridge br-lan137, which a veth pair joins to the LAN bridge br-mellanox. It reaches every
+ * device on the LAN, but 192.168.137.250:5000, a port Docker publishes from a container on its
+ * own network, fails: first silently, and once two fixes are in, with "connection reset by peer".
+ *
+ *   ha (homeassistant)          host                                                      app
+ *   eth0 192.168.137.248/24 ══ veth-ha ─[br-lan137, no address]─ veth-lan137-1
+ *                                                                   ║ (netplan's veth pair)
+ *                                      ─[br-mellanox 192.168.137.250/24]─ veth-lan137-2
+ *                                      ─[br-da66fb6805df 172.18.0.1/16]─ veth-app ══ eth0 172.18.0.4/16
+ *                                      Docker: ! -i br-da66fb6805df tcp dpt:5000            :5000 echo
+ *                                              DNAT to 172.18.0.4:5000
+ *
+ * In the order the connection meets them:
+ * 1 bridge-nf-call-iptables=1 hands the frame crossing br-lan137 to iptables, and Docker's DNAT
+ *   (which only excludes its own bridge) rewrites the SYN there, not on br-mellanox; the SYN is
+ *   then routed in from br-lan137.
+ * 2 rp_filter=2, Ubuntu's default: even the loose check fails for a packet routed in from a
+ *   device with no address, and br_netfilter drops the SYN (a martian; no SNMP counter moves).
+ *   Fix: rp_filter=0 on all and on br-lan137.
+ * 3 Docker treats br-lan137 as one of its networks: DOCKER-ISOLATION-STAGE-2 drops traffic from
+ *   it into br-da66fb6805df. Fix: an ACCEPT in DOCKER-USER. (The write-up found this layer first,
+ *   by reading the rules; the connection still failed, and rp_filter was next.)
+ * 4 The handshake completes, then the connection is reset. The app's SYN-ACK, routed out of
+ *   br-mellanox and de-NATed, crosses br-lan137 again as 192.168.137.250:5000 -> the client: a
+ *   tuple conntrack has never seen, and a SYN-ACK in state NONE is INVALID, so it passes untracked.
+ *   The next segment, a plain ACK, is "assumed" ESTABLISHED and creates an entry whose reply tuple
+ *   is the original connection's original tuple; the null NAT binding resolves the clash by
+ *   picking another source port. The client has no socket for that port and answers RST; the RST,
+ *   its port restored by the same entry, resets the app's socket, and the app's RST ends the
+ *   client's connection. Fix: `iptables -t raw -I PREROUTING 1 -i br-lan137 -j NOTRACK`.
+ * With NOTRACK, frames crossing br-lan137 skip conntrack and NAT, so the DNAT happens where the
+ * author expected it, as the SYN enters br-mellanox; the write-up keeps that one rule alone.
+ *
+ * The same scenario runs with iptables-nft (bridge-conntrack-rst) and iptables-legacy
+ * (bridge-conntrack-rst-legacy); both reproduce identically.
+ */
+import { capture, conntrackEvents, counterWatch, isReset, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
+import { counterWhere, Iptables, type IptablesBackend, type RuleCounter, type RuleRef } from '../lib/firewall.ts';
+import { describe, type ProbeResult, serve, tcp } from '../lib/probe.ts';
+import { defineScenario, type ScenarioDefinition } from '../lib/scenario.ts';
+import { type Host, veth } from '../lib/topology.ts';
+import { poll } from '../lib/wait.ts';
+
+const CLIENT = '192.168.137.248';
+const HOST = '192.168.137.250';
+const APP = '172.18.0.4';
+const PUBLISHED = `${HOST}:5000`;
+const LAN_BR = 'br-lan137';
+const APP_BR = 'br-da66fb6805df';
+
+// What dockerd installed for its network on br-da66fb6805df and the app's `--publish 5000:5000`,
+// in iptables-save form (the write-up lists the same rules with `iptables -L -n -v`).
+const DOCKER_RULES = `
+  *nat
+  :DOCKER - [0:0]
+  -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+  -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
+  -A POSTROUTING -s 172.18.0.0/16 ! -o ${APP_BR} -j MASQUERADE
+  -A DOCKER -i ${APP_BR} -j RETURN
+  -A DOCKER ! -i ${APP_BR} -p tcp -m tcp --dport 5000 -j DNAT --to-destination ${APP}:5000
+  COMMIT
+  *filter
+  :FORWARD DROP [0:0]
+  :DOCKER - [0:0]
+  :DOCKER-USER - [0:0]
+  :DOCKER-FORWARD - [0:0]
+  :DOCKER-ISOLATION-STAGE-1 - [0:0]
+  :DOCKER-ISOLATION-STAGE-2 - [0:0]
+  -A FORWARD -j DOCKER-USER
+  -A FORWARD -j DOCKER-FORWARD
+  -A DOCKER-FORWARD -j DOCKER-ISOLATION-STAGE-1
+  -A DOCKER-FORWARD -o ${APP_BR} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+  -A DOCKER-FORWARD -o ${APP_BR} -j DOCKER
+  -A DOCKER-FORWARD -i ${APP_BR} ! -o ${APP_BR} -j ACCEPT
+  -A DOCKER-FORWARD -i ${APP_BR} -o ${APP_BR} -j ACCEPT
+  -A DOCKER -d ${APP}/32 ! -i ${APP_BR} -o ${APP_BR} -p tcp -m tcp --dport 5000 -j ACCEPT
+  -A DOCKER-ISOLATION-STAGE-1 -i ${APP_BR} ! -o ${APP_BR} -j DOCKER-ISOLATION-STAGE-2
+  -A DOCKER-ISOLATION-STAGE-2 -o ${APP_BR} -j DROP
+  COMMIT`;
+
+// Counting rules: no target, they only count what reaches them (LOG and TRACE print nothing
+// from a namespace other than the machine's own).
+const COUNTING_RULES = `
+  *nat
+  -I PREROUTING 1 -i ${LAN_BR} -m comment --comment nat-in-${LAN_BR}
+  -I PREROUTING 2 -i br-mellanox -m comment --comment nat-in-br-mellanox
+  COMMIT
+  *filter
+  -I FORWARD 1 -d ${APP}/32 -p tcp --syn --dport 5000 -m comment --comment syn-to-app
+  -I FORWARD 2 -i ${LAN_BR} -p tcp --tcp-flags SYN,ACK SYN,ACK -m conntrack --ctstate INVALID -m comment --comment invalid-synack
+  COMMIT`;
+
+/** A rule whose counter is evidence: its table and chain, and a piece of its iptables-save line. */
+const rule = (table: string, chain: string, has: string): RuleRef => ({ table, chain, has });
+
+const NAT_IN_LAN = rule('nat', 'PREROUTING', `nat-in-${LAN_BR}`);
+const NAT_IN_MELLANOX = rule('nat', 'PREROUTING', 'nat-in-br-mellanox');
+const DNAT = rule('nat', 'DOCKER', '-j DNAT');
+const SYN_TO_APP = rule('filter', 'FORWARD', 'syn-to-app');
+const ISOLATION_FROM_LAN = rule('filter', 'DOCKER-ISOLATION-STAGE-1', `-i ${LAN_BR} ! -o ${LAN_BR}`);
+const ISOLATION_DROP = rule('filter', 'DOCKER-ISOLATION-STAGE-2', `-o ${APP_BR} -j DROP`);
+const USER_ACCEPT = rule('filter', 'DOCKER-USER', `-i ${LAN_BR} -o ${APP_BR} -j ACCEPT`);
+const INVALID_SYNACK = rule('filter', 'FORWARD', 'invalid-synack');
+const NOTRACK = rule('raw', 'PREROUTING', `-i ${LAN_BR} -j NOTRACK`);
+
+interface Ctx {
+  ha: Host;
+  host: Host;
+  app: Host;
+  ipt: Iptables;
+  /** ha's MAC: the kernel log names it in the link-layer header of a martian. */
+  haMac: string;
+}
+
+const packets = (counters: RuleCounter[], r: RuleRef) => counterWhere(counters, r).packets;
+
+type Counted = ((r: RuleRef) => number) & { show(...rules: RuleRef[]): string };
+
+/**
+ * ha connects to the published port. The probe stops as soon as `until` (or `stopWhen`, when its
+ * outcome is no claim) holds: a rule has counted, or a promise settled. Returns the probe and what
+ * each rule counted meanwhile, read once more after the stop: by then the packet's fate is sealed.
+ */
+async function connect(
+  { ha, ipt }: Ctx,
+  stop: { until?: RuleRef | Promise<unknown>; stopWhen?: RuleRef | Promise<unknown> } = {},
+): Promise<{ result: ProbeResult; counted: Counted }> {
+  const before = await ipt.counters({ quiet: true });
+  let ended = false;
+  const polls: Promise<unknown>[] = [];
+  const settle = (at?: RuleRef | Promise<unknown>) => {
+    if (at === undefined || at instanceof Promise) return at;
+    const counting = poll(async () => ended || packets(await ipt.counters({ quiet: true }), at) > packets(before, at));
+    polls.push(counting);
+    return counting;
+  };
+  const result = await tcp(ha, PUBLISHED, { until: settle(stop.until), stopWhen: settle(stop.stopWhen) });
+  ended = true;
+  await Promise.all(polls);
+  const after = await ipt.counters();
+  const counted = (r: RuleRef) => packets(after, r) - packets(before, r);
+  counted.show = (...rules: RuleRef[]) => rules.map((r) => `${r.chain} [${r.has}] +${counted(r)}`).join(', ');
+  return { result, counted };
+}
+
+/** The kernel log's martian lines for ha's frames: the log is machine-wide and rate-limited, so they are extra evidence, never required. */
+async function martians({ host, haMac }: Ctx): Promise<string[]> {
+  const lines = (await host.exec(['dmesg', '--level=warn'], { check: false, quiet: true })).stdout.split('\n');
+  const mac = haMac.replaceAll(':', ' ');
+  return lines.filter((l, n) => l.includes(`martian source ${APP} from ${CLIENT}, on dev ${LAN_BR}`) && lines[n + 1]?.includes(mac));
+}
+
+const fromClient = (p: Packet) => p.src === CLIENT && p.dst === APP && p.dport === 5000;
+
+export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition<Ctx> {
+  return defineScenario<Ctx>({
+    name: backend === 'nft' ? 'bridge-conntrack-rst' : `bridge-conntrack-rst-${backend}`,
+    title: `A container bridged into the LAN cannot reach a published port: four layers, the last a conntrack reset (iptables-${backend})`,
+    writeup: '003_161cc79a60abe2c8.txt',
+    breaks:
+      'ha on br-lan137 -> 192.168.137.250:5000: DNATed on br-lan137, dropped by rp_filter, then by DOCKER-ISOLATION-STAGE-2, then reset: conntrack rewrites the reply source port',
+    fixes: `rp_filter=0 (all, ${LAN_BR}); DOCKER-USER -i ${LAN_BR} -o ${APP_BR} -j ACCEPT; iptables -t raw -I PREROUTING 1 -i ${LAN_BR} -j NOTRACK`,
+    picture: `
+  ha (homeassistant)          host                                                      app
+  eth0 192.168.137.248/24 ══ veth-ha ─[br-lan137, no address]─ veth-lan137-1
+                                                                  ║ (netplan's veth pair)
+                                     ─[br-mellanox 192.168.137.250/24]─ veth-lan137-2
+                                     ─[br-da66fb6805df 172.18.0.1/16]─ veth-app ══ eth0 172.18.0.4/16
+                                     Docker: ! -i br-da66fb6805df tcp dpt:5000            :5000 echo
+                                             DNAT to 172.18.0.4:5000`,
+    requires: {
+      tools: ['ip', backend === 'nft' ? 'iptables-nft' : 'iptables-legacy', 'tcpdump', 'conntrack', 'socat', 'stdbuf', 'sysctl'],
+      features: ['bridge-netfilter', 'conntrack'],
+    },
+
+    async topology(lab) {
+      const { ha, host, app } = await lab.hostsNamed('ha', 'host', 'app');
+      const ipt = new Iptables(host, backend);
+      // Ubuntu's rp_filter=2, before any link exists: `default` only reaches links created after it.
+      // log_martians: the kernel names the rp_filter drop in the machine's log
+      await host.sysctl({ 'net.ipv4.conf.all.rp_filter': 2, 'net.ipv4.conf.default.rp_filter': 2, 'net.ipv4.conf.all.log_martians': 1 });
+      await Promise.all([
+        host.ip('link add veth-lan137-1 type veth peer name veth-lan137-2'),
+        veth([host, 'veth-ha'], [ha, 'eth0', `${CLIENT}/24`]),
+        veth([host, 'veth-app'], [app, 'eth0', `${APP}/16`]),
+      ]);
+      const [haLink] = await Promise.all([
+        ha.exec('ip -j link show eth0'),
+        host.bridge('br-mellanox', { addr: `${HOST}/24`, ports: ['veth-lan137-2'] }),
+        host.bridge(LAN_BR, { ports: ['veth-lan137-1'] }),
+        host.bridge(APP_BR, { addr: '172.18.0.1/16', ports: ['veth-app'] }),
+        app.ip('route add default via 172.18.0.1'),
+        serve(app, 'tcp', 5000, 'echo'),
+      ]);
+      await Promise.all([
+        // an IP-less bridge still answers ARP for the host's addresses; arp_ignore=1 leaves that to
+        // br-mellanox, so ha's frames carry br-mellanox's MAC, as in the write-up's log (with 0 they
+        // are delivered to br-lan137 itself and the connection hangs instead)
+        host.sysctl({
+          'net.ipv4.ip_forward': 1,
+          'net.bridge.bridge-nf-call-iptables': 1,
+          [`net.ipv4.conf.${LAN_BR}.rp_filter`]: 2,
+          [`net.ipv4.conf.${LAN_BR}.arp_ignore`]: 1,
+        }),
+        ipt.restore(DOCKER_RULES).then(() => ipt.restore(COUNTING_RULES)),
+      ]);
+      return { ha, host, app, ipt, haMac: JSON.parse(haLink.stdout)[0].address };
+    },
+
+    stages: [
+      {
+        name: 'bridge-nf-call-iptables',
+        title: "bridge netfilter runs Docker's DNAT while the frame crosses br-lan137",
+
+        // `docker network create ... -o com.docker.network.bridge.name=br-lan137 lan137`, and homeassistant
+        // on it: Docker adopts br-lan137 as one of its networks, isolation included; ha's veth joins it
+        async break({ host, ipt }) {
+          await host.ip(`link set veth-ha master ${LAN_BR}`);
+          await ipt.restore(
+            `
+            *filter
+            -A DOCKER-FORWARD -o ${LAN_BR} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+            -A DOCKER-FORWARD -o ${LAN_BR} -j DOCKER
+            -A DOCKER-FORWARD -i ${LAN_BR} ! -o ${LAN_BR} -j ACCEPT
+            -A DOCKER-FORWARD -i ${LAN_BR} -o ${LAN_BR} -j ACCEPT
+            -I DOCKER-ISOLATION-STAGE-1 1 -i ${LAN_BR} ! -o ${LAN_BR} -j DOCKER-ISOLATION-STAGE-2
+            -A DOCKER-ISOLATION-STAGE-2 -o ${LAN_BR} -j DROP
+            COMMIT`,
+          );
+        },
+
+        async evidence(ctx, check) {
+          const { counted } = await connect(ctx, { stopWhen: DNAT });
+          const seen = counted.show(DNAT, NAT_IN_LAN, NAT_IN_MELLANOX);
+          check.that(counted(DNAT) === 1, `Docker's DNAT to ${APP}:5000 rewrites ha's SYN`, seen);
+          check.that(counted(NAT_IN_LAN) === 1, `... in nat PREROUTING with in-interface ${LAN_BR}: the bridge handed the frame to iptables`, seen);
+          check.that(counted(NAT_IN_MELLANOX) === 0, '... not as the SYN enters br-mellanox, where the author expected it', seen);
+        },
+      },
+      {
+        name: 'rp-filter',
+        title: `rp_filter drops the DNATed SYN routed in from ${LAN_BR}, a device with no address`,
+
+        async evidence(ctx, check) {
+          const [onApp, earlier] = await Promise.all([capture(ctx.app, 'eth0', 'tcp port 5000'), martians(ctx)]);
+          const { counted } = await connect(ctx, { until: DNAT });
+          const [reached, logged] = await Promise.all([onApp.stop(), martians(ctx)]);
+          const martian = logged.find((l) => !earlier.includes(l))?.replace(/^\[[^\]]*\]\s*/, '');
+          check.that(counted(DNAT) === 1, `ha's SYN is DNATed to ${APP}:5000`, counted.show(DNAT));
+          check.that(
+            counted(SYN_TO_APP) === 0,
+            `... but never reaches FORWARD: routed in from ${LAN_BR}, it fails the reverse-path check`,
+            `${counted.show(SYN_TO_APP)}${martian ? `; kernel log: ${martian}` : ''}`,
+          );
+          check.that(reached.length === 0, 'nothing reaches the app', onApp.summary());
+        },
+
+        // the write-up's two sysctls: the check uses the larger of `all` and the device's own value
+        async fix({ host }) {
+          await host.sysctl({ 'net.ipv4.conf.all.rp_filter': 0, [`net.ipv4.conf.${LAN_BR}.rp_filter`]: 0 });
+        },
+
+        async proof(ctx, check) {
+          const { counted } = await connect(ctx, { stopWhen: SYN_TO_APP });
+          check.that(counted(SYN_TO_APP) === 1, 'the DNATed SYN now reaches FORWARD', counted.show(SYN_TO_APP));
+        },
+      },
+      {
+        name: 'docker-isolation',
+        title: `Docker's isolation drops traffic from the network on ${LAN_BR} into ${APP_BR}`,
+
+        async evidence(ctx, check) {
+          const onApp = await capture(ctx.app, 'eth0', 'tcp port 5000');
+          const { counted } = await connect(ctx, { until: ISOLATION_DROP });
+          const reached = await onApp.stop();
+          const seen = counted.show(SYN_TO_APP, ISOLATION_FROM_LAN, ISOLATION_DROP);
+          check.that(counted(ISOLATION_FROM_LAN) === 1, `the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on ${LAN_BR}`, seen);
+          check.that(counted(ISOLATION_DROP) === 1, `... which drops it on its way into ${APP_BR}`, seen);
+          check.that(reached.length === 0, 'nothing reaches the app', onApp.summary());
+        },
+
+        async fix({ ipt }) {
+          await ipt.rules(`-I DOCKER-USER 1 -i ${LAN_BR} -o ${APP_BR} -j ACCEPT`);
+        },
+
+        // the probe stops at the handshake: what follows is the next stage
+        async proof(ctx, check) {
+          const onApp = await capture(ctx.app, 'eth0', 'tcp port 5000');
+          const { counted } = await connect(ctx, { stopWhen: onApp.waitFor((p) => fromClient(p) && p.flags === '.', 1000) });
+          const seen = await onApp.stop();
+          const syn = seen.find((p) => fromClient(p) && isSyn(p));
+          check.that(syn !== undefined, "the SYN reaches the app, from ha's own address", syn?.raw ?? onApp.summary());
+          const ack = seen.find((p) => fromClient(p) && p.flags === '.');
+          check.that(ack !== undefined, "the handshake completes: ha's ACK of the app's SYN-ACK reaches the app", ack?.raw ?? onApp.summary());
+          check.that(
+            counted(USER_ACCEPT) > 0 && counted(ISOLATION_DROP) === 0,
+            "the new DOCKER-USER rule accepts ha's packets before the isolation chains see them",
+            counted.show(USER_ACCEPT, ISOLATION_DROP),
+          );
+        },
+      },
+      {
+        name: 'conntrack',
+        title: `conntrack on ${LAN_BR} rewrites the source port of the app's replies: the connection is reset`,
+
+        async evidence(ctx, check) {
+          const [onHa, onApp, events, haTcp] = await Promise.all([
+            capture(ctx.ha, 'eth0', `tcp and host ${HOST}`),
+            capture(ctx.app, 'eth0', 'tcp port 5000'),
+            conntrackEvents(ctx.host),
+            counterWatch(ctx.ha),
+          ]);
+          // this connection only: a segment of the one stage docker-isolation cut short may still be under way
+          const port = () => onHa.packets().find((p) => isSyn(p) && p.src === CLIENT)?.sport;
+          const toHa = (p: Packet) => p.src === HOST && p.dst === CLIENT && p.dport === port();
+          const resetFromApp = (p: Packet) => toHa(p) && isReset(p) && p.sport === 5000;
+          // the probe stops at the app's RST, which ends the connection
+          const { counted } = await connect(ctx, { until: onHa.waitFor(resetFromApp, 1000) });
+          const [atHa, atApp] = await Promise.all([onHa.stop(), onApp.stop()]);
+          const synAck = atHa.find((p) => toHa(p) && isSynAck(p) && p.sport === 5000);
+          check.that(synAck !== undefined, `the handshake completes: ha gets the SYN-ACK from ${PUBLISHED}`, synAck?.raw ?? onHa.summary());
+          check.that(
+            counted(INVALID_SYNACK) === 1,
+            `crossing ${LAN_BR} back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked`,
+            counted.show(INVALID_SYNACK),
+          );
+          const moved = atHa.find((p) => toHa(p) && p.sport !== 5000);
+          check.that(moved !== undefined, `the app's next segment reaches ha from ${HOST}, but from another port than 5000`, moved?.raw ?? onHa.summary());
+          const entry = await events.waitFor(
+            (e) => e.type === 'NEW' && e.original.src === HOST && e.original.sport === 5000 && e.original.dst === CLIENT && e.original.dport === port(),
+            1000,
+          );
+          await events.stop();
+          check.that(
+            entry !== undefined && entry.reply.dport === moved?.sport,
+            `conntrack took that segment for a new connection from ${PUBLISHED}; its reply tuple clashed with the original one, and the null NAT binding gave it that other port`,
+            entry?.raw ?? events.summary(),
+          );
+          const answer = atHa.find((p) => isReset(p) && p.src === CLIENT && p.sport === port() && p.dport === moved?.sport);
+          check.that(answer !== undefined, 'ha has no socket for that port and answers with RST', answer?.raw ?? onHa.summary());
+          const restored = atApp.find((p) => isReset(p) && fromClient(p) && p.sport === port());
+          check.that(restored !== undefined, 'the RST, its port restored by the same entry, resets the app', restored?.raw ?? onApp.summary());
+          const resets = (await haTcp.delta('Tcp.EstabResets'))['Tcp.EstabResets'] ?? 0;
+          check.that(
+            atHa.some(resetFromApp) && resets > 0,
+            `the app's RST from ${PUBLISHED} resets ha's established connection (curl: (56) Connection reset by peer)`,
+            `Tcp EstabResets +${resets} in ha; ${atHa.find(resetFromApp)?.raw ?? 'no RST from :5000'}`,
+          );
+        },
+
+        async fix({ ipt }) {
+          await ipt.rules(`-t raw -I PREROUTING 1 -i ${LAN_BR} -j NOTRACK`);
+        },
+
+        async proof(ctx, check) {
+          const events = await conntrackEvents(ctx.host);
+          const { result, counted } = await connect(ctx);
+          check.that(result.echoed, `ha's token comes back from the app through ${PUBLISHED}`, describe(result));
+          await events.drain();
+          const all = await events.stop();
+          const reverse = all.filter((e) => e.type === 'NEW' && e.original.src === HOST && e.original.sport === 5000);
+          check.that(
+            reverse.length === 0,
+            `no conntrack entry from ${PUBLISHED} in the reverse direction`,
+            reverse[0]?.raw ?? `none among ${all.length} event(s)`,
+          );
+          const seen = counted.show(NOTRACK, NAT_IN_LAN, NAT_IN_MELLANOX);
+          check.that(counted(NOTRACK) > 0, `NOTRACK takes the frames crossing ${LAN_BR} out of conntrack`, seen);
+          check.that(counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) === 1, 'so the DNAT now happens as the SYN enters br-mellanox', seen);
+        },
+      },
+    ],
+  });
+}
+
+export default bridgeConntrackRst('nft');
+export const bridgeConntrackRstLegacy = bridgeConntrackRst('legacy');
