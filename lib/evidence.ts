@@ -229,8 +229,8 @@ export async function snmp(host: Host): Promise<Counters> {
 export interface CounterWatch {
   /** How much each named counter moved since the watch began. */
   delta(...keys: string[]): Promise<Counters>;
-  /** Resolves with the counter's increase as soon as it reaches `atLeast` (its last value at the deadline otherwise). */
-  rise(key: string, atLeast?: number, timeoutMs?: number): Promise<number>;
+  /** Resolves with the counter's increase as soon as it reaches `atLeast` (its last value at the deadline, or when `signal` aborts). */
+  rise(key: string, atLeast?: number, opts?: { timeoutMs?: number; signal?: AbortSignal }): Promise<number>;
 }
 
 /** Counter deltas: a snapshot now, compared later. */
@@ -242,12 +242,15 @@ export async function counterWatch(host: Host): Promise<CounterWatch> {
   };
   return {
     delta,
-    async rise(key, atLeast = 1, timeoutMs = 2000) {
+    async rise(key, atLeast = 1, opts = {}) {
       let last = 0;
-      await poll(async () => {
-        last = (await delta(key))[key] ?? 0;
-        return last >= atLeast;
-      }, { timeoutMs });
+      await poll(
+        async () => {
+          last = (await delta(key))[key] ?? 0;
+          return last >= atLeast;
+        },
+        { timeoutMs: opts.timeoutMs ?? 2000, signal: opts.signal },
+      );
       return last;
     },
   };

