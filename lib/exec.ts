@@ -87,6 +87,16 @@ export interface RunResult {
   step: Step;
 }
 
+/** Commands running right now, with when they started: what a stuck run is waiting for. */
+const inFlight = new Map<number, { line: string; since: number }>();
+let nextId = 0;
+
+export function describeInFlight(): string {
+  const now = performance.now();
+  const lines = [...inFlight.values()].map((c) => `  ${Math.round(now - c.since)} ms: ${c.line}`);
+  return lines.length ? `commands still running:\n${lines.join('\n')}` : 'no command running';
+}
+
 const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
 
 /** Quotes one argument the way a reader would type it in bash. */
@@ -117,13 +127,15 @@ export async function run(
   const started = performance.now();
   transcript.spawned++;
   const [file, ...args] = full as [string, ...string[]];
+  const id = nextId++;
+  inFlight.set(id, { line, since: started });
   const result = await execa(file, args, {
     input: opts.input ?? '',
     reject: false,
     timeout: opts.timeoutMs ?? 15_000,
     stripFinalNewline: false,
     env: { LC_ALL: 'C' },
-  });
+  }).finally(() => inFlight.delete(id));
   const exitCode = result.exitCode ?? null;
   const step = {
     host: host?.name,

@@ -62,8 +62,8 @@ ip netns exec $L-inet sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.
 ip -n $L-hk0 link set lo up
 ip netns exec $L-hk0 sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-hk1 link set lo up
-ip netns exec $L-hk1 sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-hk2 link set lo up
+ip netns exec $L-hk1 sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip netns exec $L-hk2 sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-host link add vc0 type veth peer name eth0 netns $L-c0
 ip -n $L-host link add vc1 type veth peer name eth0 netns $L-c1
@@ -77,28 +77,20 @@ ip -n $L-host link set vc1 up
 ip -n $L-host link set vc2 up
 ip -n $L-inet link set p0 up
 ip -n $L-inet link set p1 up
+ip -n $L-inet link set p2 up
+ip -n $L-inet link set ph up
 ip -n $L-c0 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.10/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
-ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
-addr add 10.8.0.12/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-c1 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.11/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-hk0 -batch - <<'NETNS_LAB_EOF'
-addr add 203.0.113.10/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
 ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.11/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-inet link set p2 up
-ip -n $L-inet link set ph up
 ip -n $L-hk2 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.12/24 dev eth0
 link set eth0 up
@@ -107,13 +99,22 @@ ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.2/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
+ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
+addr add 10.8.0.12/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-hk0 -batch - <<'NETNS_LAB_EOF'
+addr add 203.0.113.10/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
 ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.bridge.bridge-nf-call-iptables=1
 ip -n $L-c0 route add default via 10.8.0.1
 ip -n $L-c1 route add default via 10.8.0.1
 ip -n $L-c2 route add default via 10.8.0.1
 ip -n $L-inet addr add 198.51.100.7/32 dev lo
-ip -n $L-hk1 route add default via 203.0.113.1
 ip -n $L-hk0 route add default via 203.0.113.1
+ip -n $L-hk1 route add default via 203.0.113.1
+ip -n $L-hk2 route add default via 203.0.113.1
 ip -n $L-inet -batch - <<'NETNS_LAB_EOF'
 link add ix type bridge
 addr add 203.0.113.1/24 dev ix
@@ -127,7 +128,6 @@ link set p2 master ix
 link set p2 up
 link set ix up
 NETNS_LAB_EOF
-ip -n $L-hk2 route add default via 203.0.113.1
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 link add br0 type bridge
 addr add 10.8.0.1/24 dev br0
@@ -243,7 +243,7 @@ expect answered "netns-lab-token8-$$" "proof: udp probe to 198.51.100.7:7" "$(ec
 expect answered "netns-lab-token9-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token9-$$" | timeout 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # each container's UDP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: udp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token7-$$ from 203.0.113.10"; udp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token8-$$ from 203.0.113.11"; udp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token9-$$ from 203.0.113.12"; Udp NoPorts +0
 # Udp NoPorts stays put: Udp NoPorts +0
-# v2ray took each container's datagram into that container's tunnel: 10.8.0.11:PORT1 accepted udp:198.51.100.7:7 [hk1] | 10.8.0.12:PORT2 accepted udp:198.51.100.7:7 [hk2] | 10.8.0.10:PORT3 accepted udp:198.51.100.7:7 [hk0]
+# v2ray took each container's datagram into that container's tunnel: 10.8.0.10:PORT1 accepted udp:198.51.100.7:7 [hk0] | 10.8.0.11:PORT2 accepted udp:198.51.100.7:7 [hk1] | 10.8.0.12:PORT3 accepted udp:198.51.100.7:7 [hk2]
 # TPROXY delivered them: v2ray read the original destination off each datagram (IP_RECVORIGDSTADDR): UDP original destination: udp:198.51.100.7:7 | UDP original destination: udp:198.51.100.7:7 | UDP original destination: udp:198.51.100.7:7
 
 echo

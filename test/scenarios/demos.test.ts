@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { renderShell } from '../../lib/demo.ts';
+import { describeInFlight } from '../../lib/exec.ts';
 import { runScenario } from '../../lib/scenario.ts';
 import { scenarios } from '../../scenarios/index.ts';
 
@@ -21,13 +22,15 @@ function bash(script: string): Promise<{ code: number | null; stdout: string; st
   });
 }
 
-/** The script with one `fix` phase cut out (up to the next phase). */
-function withoutFix(script: string, index: number): string {
+/** The script with one `fix` phase cut out (up to the next phase), and whether its proof replays a probe. */
+function withoutFix(script: string, index: number): { script: string; proofProbes: boolean } {
   const lines = script.split('\n');
   const fixes = lines.flatMap((l, i) => (/^phase ".*fix"$/.test(l) ? [i] : []));
   const start = fixes[index]!;
   const end = lines.findIndex((l, i) => i > start && l.startsWith('phase '));
-  return [...lines.slice(0, start + 1), ...lines.slice(end)].join('\n');
+  const proofEnd = lines.findIndex((l, i) => i > end && l.startsWith('phase '));
+  const proof = lines.slice(end, proofEnd === -1 ? undefined : proofEnd);
+  return { script: [...lines.slice(0, start + 1), ...lines.slice(end)].join('\n'), proofProbes: proof.some((l) => l.startsWith('expect answered')) };
 }
 
 /** Commands only, order-insensitive: concurrent steps finish in a different order from run to run. */
@@ -49,14 +52,19 @@ describe.concurrent.each(scenarios.map((s) => [s.name, s] as const))('demo %s', 
     expect(run.stdout).toContain(`PASS: ${name}`);
     const fixes = script.split('\n').filter((l) => /^phase ".*fix"$/.test(l)).length;
     expect(fixes).toBeGreaterThan(0);
+    // a script checks probes: a fix whose proof is a counter (bridge-conntrack-rst's middle stages) can be
+    // left out without a failing probe when a later fix covers it, but the last fix never can
     for (let i = 0; i < fixes; i++) {
-      const broken = await bash(withoutFix(script, i));
+      const cut = withoutFix(script, i);
+      if (!cut.proofProbes && i < fixes - 1) continue;
+      const broken = await bash(cut.script);
       expect(broken.code, `without fix #${i + 1} the script should fail`).not.toBe(0);
       expect(broken.stderr).toContain('FAIL:');
     }
   });
 
-  test('is current with the scenario', async () => {
+  test('is current with the scenario', async (ctx) => {
+    ctx.onTestFailed(() => console.error(`${name}: ${describeInFlight()}`));
     const result = await runScenario(scenario);
     expect(result.outcome).toBe('pass');
     expect(commandSet(renderShell(scenario, result)), 'docs/demos are stale: run pnpm demos').toEqual(commandSet(readFileSync(path, 'utf8')));
