@@ -7,8 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderMarkdown, renderShell } from '../lib/demo.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
-import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
 import { readRecords, reapDead } from '../lib/registry.ts';
+import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
 import {
   counts,
   explainResult,
@@ -51,9 +51,7 @@ function selectScenarios(names: string[], all: boolean): Scenario[] {
   if (all) return scenarios;
   if (names.length === 0) throw new UsageError('name at least one scenario, or --all (see `netns-lab list`)');
   return names.map(
-    (name) =>
-      findScenario(name) ??
-      fail(`unknown scenario '${name}' (known: ${scenarios.map((s) => s.name).join(', ')})`, 2),
+    (name) => findScenario(name) ?? fail(`unknown scenario '${name}' (known: ${scenarios.map((s) => s.name).join(', ')})`, 2),
   );
 }
 
@@ -63,7 +61,9 @@ function preflight(selected: Scenario[]): void {
   const base = missingRequirements(['ip', 'sysctl']);
   if (base.length) fail(`missing ${base.map((m) => `${m.what} (${m.install})`).join('; ')}`);
   if (isStrict()) {
-    const missing = selected.flatMap((s) => missingRequirements(s.requires.tools, s.requires.features).map((m) => `${s.name}: ${m.what} (${m.install})`));
+    const missing = selected.flatMap((s) =>
+      missingRequirements(s.requires.tools, s.requires.features).map((m) => `${s.name}: ${m.what} (${m.install})`),
+    );
     if (missing.length) fail(`strict mode: scenarios would be skipped: ${missing.join('; ')}`);
   }
 }
@@ -74,7 +74,9 @@ const OUTCOME_COLOR: Record<string, number> = { pass: 32, skipped: 33, 'not repr
 
 function progress(e: ProgressEvent): void {
   const where = e.stage && e.stage !== e.scenario ? `${e.scenario}/${e.stage}` : e.scenario;
-  process.stderr.write(`  ${paint(2, where.padEnd(36))} ${e.phase.padEnd(9)} ${`${Math.round(e.ms)} ms`.padStart(8)} ${e.ok ? '' : paint(31, '✗')}\n`);
+  process.stderr.write(
+    `  ${paint(2, where.padEnd(36))} ${e.phase.padEnd(9)} ${`${Math.round(e.ms)} ms`.padStart(8)} ${e.ok ? '' : paint(31, '✗')}\n`,
+  );
 }
 
 function printResult(result: ScenarioResult): void {
@@ -84,7 +86,14 @@ function printResult(result: ScenarioResult): void {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Runs jobs with at most `limit` at once (labs are independent; the machine has few cores). */
@@ -121,7 +130,9 @@ async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
     }
   }
   if (results.length > 1) {
-    process.stdout.write(`\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, r.outcome, String(Math.round(r.ms))])])}\n`);
+    process.stdout.write(
+      `\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, r.outcome, String(Math.round(r.ms))])])}\n`,
+    );
   }
   return results.every(counts) ? 0 : 1;
 }
@@ -142,7 +153,9 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
   const results = await pool(jobs, 3, async (job) => {
     const result = await runScenario(job.scenario, { mode: job.mode, target: job.target });
     const v = result.outcome === 'skipped' ? { ok: !isStrict(), message: result.message } : verdict(result);
-    process.stderr.write(`  ${v.ok ? paint(32, 'ok  ') : paint(31, 'FAIL')} ${job.scenario.name} ${job.mode}${job.target ? ` ${job.target}` : ''} (${Math.round(result.ms)} ms)\n`);
+    process.stderr.write(
+      `  ${v.ok ? paint(32, 'ok  ') : paint(31, 'FAIL')} ${job.scenario.name} ${job.mode}${job.target ? ` ${job.target}` : ''} (${Math.round(result.ms)} ms)\n`,
+    );
     if (!v.ok) printResult(result);
     return { job, result, v };
   });
@@ -163,7 +176,8 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
       ...rows.map((r) => [r.scenario, r.stage, cell(r.cells['as-written']), cell(r.cells['without-fix']), cell(r.cells['fix-first'])]),
     ])}\n`,
   );
-  for (const r of results.filter((r) => !r.v.ok)) process.stdout.write(`FAIL ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
+  for (const r of results.filter((r) => !r.v.ok))
+    process.stdout.write(`FAIL ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
   return results.every((r) => r.v.ok) ? 0 : 1;
 }
 
@@ -230,7 +244,11 @@ function toolVersion(tool: Tool): string {
     const out = execFileSync(tool, VERSION_ARGS[tool] ?? ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return (out.split('\n').find((l) => /\d+\.\d+/.test(l)) ?? out.split('\n')[0] ?? '').trim();
   } catch (err: any) {
-    return String(err.stdout || err.stderr || '').split('\n')[0]?.trim() || 'present';
+    return (
+      String(err.stdout || err.stderr || '')
+        .split('\n')[0]
+        ?.trim() || 'present'
+    );
   }
 }
 
@@ -244,7 +262,9 @@ function cmdUntouched(command: string[]): number {
     process.stderr.write(`netns-lab: the machine's root network namespace changed during \`${command.join(' ')}\`:\n${diff}\n`);
     return 1;
   }
-  process.stderr.write(`netns-lab: root network namespace unchanged (links, addresses, routes, rules, rulesets, sysctls; no lab leftovers)\n`);
+  process.stderr.write(
+    `netns-lab: root network namespace unchanged (links, addresses, routes, rules, rulesets, sysctls; no lab leftovers)\n`,
+  );
   return run.status ?? 1;
 }
 
@@ -264,7 +284,9 @@ function cmdDoctor(): number {
   for (const s of scenarios) {
     const missing = missingRequirements(s.requires.tools, s.requires.features);
     runnable &&= missing.length === 0;
-    process.stdout.write(`${missing.length ? paint(33, 'skip   ') : paint(32, 'ready  ')} ${s.name}${missing.length ? `: ${missing.map((m) => m.install).join('; ')}` : ''}\n`);
+    process.stdout.write(
+      `${missing.length ? paint(33, 'skip   ') : paint(32, 'ready  ')} ${s.name}${missing.length ? `: ${missing.map((m) => m.install).join('; ')}` : ''}\n`,
+    );
   }
   return isRoot() && runnable ? 0 : 1;
 }

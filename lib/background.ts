@@ -1,6 +1,6 @@
 // A long-running helper (capture, event stream, server, tun holder) and the lines it printed.
 import { createInterface } from 'node:readline';
-import type { Spawned, Step } from './exec.ts';
+import { type Spawned, type Step, tracked } from './exec.ts';
 import { poll } from './wait.ts';
 
 export interface Line {
@@ -50,19 +50,22 @@ export class Background {
     const found = () => this.lines.find((l) => match(l.text));
     const hit = found();
     if (hit || this.exited) return Promise.resolve(hit);
-    return new Promise((resolve) => {
-      const done = (value: Line | undefined) => {
-        clearTimeout(timer);
-        this.listeners.delete(check);
-        resolve(value);
-      };
-      const check = () => {
-        const line = found();
-        if (line || this.exited) done(line);
-      };
-      const timer = setTimeout(() => done(undefined), timeoutMs);
-      this.listeners.add(check);
-    });
+    return tracked(
+      `waiting on the output of ${this.proc.line}`,
+      new Promise((resolve) => {
+        const done = (value: Line | undefined) => {
+          clearTimeout(timer);
+          this.listeners.delete(check);
+          resolve(value);
+        };
+        const check = () => {
+          const line = found();
+          if (line || this.exited) done(line);
+        };
+        const timer = setTimeout(() => done(undefined), timeoutMs);
+        this.listeners.add(check);
+      }),
+    );
   }
 
   /** Waits until `count` lines match (or the deadline); returns the matching lines. */

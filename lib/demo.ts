@@ -122,7 +122,9 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult): stri
       else if (step.shell?.probe) {
         commands.push(step.background ? `echo ${norm.commands(step.input?.trim() ?? '')} | ${line}` : line);
         const answer = norm.output(step.stdout.trim());
-        outputs.push(`${line.split(' ').slice(0, 5).join(' ')} ...  →  ${step.shell.probe.echoed ? `answered: ${answer}` : `no answer${step.stderr ? `: ${norm.output(lastError(step.stderr))}` : ''}`}`);
+        outputs.push(
+          `${line.split(' ').slice(0, 5).join(' ')} ...  →  ${step.shell.probe.echoed ? `answered: ${answer}` : `no answer${step.stderr ? `: ${norm.output(lastError(step.stderr))}` : ''}`}`,
+        );
       } else if (step.background) {
         commands.push(`${line} &${step.note ? `   # ${step.note}` : ''}`);
         if (isCapture(step)) {
@@ -141,12 +143,21 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult): stri
     if (verdicts.length) out.push('', ...verdicts.map((v) => `- ✓ ${norm.output(v.note!.split('\n')[0]!)}`));
   }
   const failed = result.stages.find((s) => s.failure);
-  if (failed?.failure) out.push('', `**${failed.outcome}** at ${failed.stage}/${failed.failure.phase}: expected ${failed.failure.claim}; saw ${norm.output(failed.failure.seen)}`);
+  if (failed?.failure)
+    out.push(
+      '',
+      `**${failed.outcome}** at ${failed.stage}/${failed.failure.phase}: expected ${failed.failure.claim}; saw ${norm.output(failed.failure.seen)}`,
+    );
   return `${out.join('\n')}\n`;
 }
 
 function lastError(stderr: string): string {
-  return (stderr.split('\n').filter((l) => / E |curl:|failed/.test(l)).at(-1) ?? '').trim();
+  return (
+    stderr
+      .split('\n')
+      .filter((l) => / E |curl:|failed/.test(l))
+      .at(-1) ?? ''
+  ).trim();
 }
 
 // ---------------------------------------------------------------- bash
@@ -158,7 +169,7 @@ W="$(mktemp -d)"     # helpers' logs and config files
 PIDS=()
 cleanup() {
   local pid ns
-  for pid in "${"$"}{PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${'$'}{PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for ns in $(ip netns list | awk '{print $1}' | grep "^$L-" || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done

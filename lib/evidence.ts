@@ -25,7 +25,15 @@ const IP_LINE = /^(\S+) IP (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))? > (\d+\.\d+\.\d+\.\d
 export function parseTcpdumpLine(line: string): Packet | undefined {
   const m = IP_LINE.exec(line.trim());
   if (!m) return undefined;
-  const [, time, src, sport, dst, dport, rest] = m as unknown as [string, string, string, string | undefined, string, string | undefined, string];
+  const [, time, src, sport, dst, dport, rest] = m as unknown as [
+    string,
+    string,
+    string,
+    string | undefined,
+    string,
+    string | undefined,
+    string,
+  ];
   const flags = /^Flags \[([^\]]*)\]/.exec(rest)?.[1];
   const length = /length (\d+)/.exec(rest)?.[1];
   const proto = flags !== undefined ? 'tcp' : rest.startsWith('UDP') ? 'udp' : rest.startsWith('ICMP') ? 'icmp' : 'other';
@@ -190,12 +198,16 @@ export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
     note: 'conntrack event stream',
     shell: { ready: `{ ${insert}; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
   });
-  await waitFor(`conntrack -E in ${host.name} to subscribe`, async () => {
-    await host.exec(['conntrack', '-I', ...canary, '-t', '1'], { check: false, quiet: true });
-    const seen = await proc.waitForLine((t) => t.includes('127.0.0.254') && t.includes('[NEW]'), 50);
-    await host.exec(['conntrack', '-D', ...canary], { check: false, quiet: true });
-    return seen;
-  }, { timeoutMs: 3000, intervalMs: 0 });
+  await waitFor(
+    `conntrack -E in ${host.name} to subscribe`,
+    async () => {
+      await host.exec(['conntrack', '-I', ...canary, '-t', '1'], { check: false, quiet: true });
+      const seen = await proc.waitForLine((t) => t.includes('127.0.0.254') && t.includes('[NEW]'), 50);
+      await host.exec(['conntrack', '-D', ...canary], { check: false, quiet: true });
+      return seen;
+    },
+    { timeoutMs: 3000, intervalMs: 0 },
+  );
   return new ConntrackEvents(host, proc);
 }
 

@@ -91,6 +91,13 @@ export interface RunResult {
 const inFlight = new Map<number, { line: string; since: number }>();
 let nextId = 0;
 
+/** Runs `promise` listed as in flight under `line`. */
+export function tracked<T>(line: string, promise: Promise<T>): Promise<T> {
+  const id = nextId++;
+  inFlight.set(id, { line, since: performance.now() });
+  return promise.finally(() => inFlight.delete(id));
+}
+
 export function describeInFlight(): string {
   const now = performance.now();
   const lines = [...inFlight.values()].map((c) => `  ${Math.round(now - c.since)} ms: ${c.line}`);
@@ -127,15 +134,16 @@ export async function run(
   const started = performance.now();
   transcript.spawned++;
   const [file, ...args] = full as [string, ...string[]];
-  const id = nextId++;
-  inFlight.set(id, { line, since: started });
-  const result = await execa(file, args, {
-    input: opts.input ?? '',
-    reject: false,
-    timeout: opts.timeoutMs ?? 15_000,
-    stripFinalNewline: false,
-    env: { LC_ALL: 'C' },
-  }).finally(() => inFlight.delete(id));
+  const result = await tracked(
+    line,
+    execa(file, args, {
+      input: opts.input ?? '',
+      reject: false,
+      timeout: opts.timeoutMs ?? 15_000,
+      stripFinalNewline: false,
+      env: { LC_ALL: 'C' },
+    }),
+  );
   const exitCode = result.exitCode ?? null;
   const step = {
     host: host?.name,

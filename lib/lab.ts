@@ -3,12 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Background } from './background.ts';
-import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript } from './exec.ts';
+import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
 import {
   deleteNamespaceSync,
   killSync,
-  namespacePids,
   NS_PREFIX,
+  namespacePids,
   processRef,
   type RunRecord,
   reapDead,
@@ -102,7 +102,10 @@ export class Lab implements AsyncDisposable {
     const host = new Host(this, name, ns);
     this.hosts.set(name, host);
     // IPv6 off: router solicitations and DAD would add stray packets to every capture
-    await Promise.all([host.ip('link set lo up'), host.sysctl({ 'net.ipv6.conf.all.disable_ipv6': 1, 'net.ipv6.conf.default.disable_ipv6': 1 })]);
+    await Promise.all([
+      host.ip('link set lo up'),
+      host.sysctl({ 'net.ipv6.conf.all.disable_ipv6': 1, 'net.ipv6.conf.default.disable_ipv6': 1 }),
+    ]);
     return host;
   }
 
@@ -154,7 +157,7 @@ export class Lab implements AsyncDisposable {
           process.kill(proc.pid, 'SIGKILL');
         } catch {}
       }, 1000);
-      await proc.child;
+      await tracked(`stopping (${signal}) ${proc.line}`, proc.child);
       clearTimeout(killer);
     }
     step.stdout = bg.text('stdout');
@@ -191,7 +194,10 @@ export class Lab implements AsyncDisposable {
           ].map((argv) => this.run(host, argv, { check: false })),
         );
         const body = outputs
-          .map((r, i) => `$ ${['ip -br addr', 'ip route show table all', 'ip rule', 'nft list ruleset', 'conntrack -L'][i]}\n${(r.stdout || r.stderr).trim()}`)
+          .map(
+            (r, i) =>
+              `$ ${['ip -br addr', 'ip route show table all', 'ip rule', 'nft list ruleset', 'conntrack -L'][i]}\n${(r.stdout || r.stderr).trim()}`,
+          )
           .join('\n');
         return `## ${host.name} (${host.ns})\n${body}`;
       }),

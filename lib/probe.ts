@@ -44,12 +44,7 @@ function token(): string {
 }
 
 /** Runs a socat client with the token on stdin and waits for an answer, an error, the deadline or `until`. */
-async function socatExchange(
-  kind: 'tcp' | 'udp',
-  from: Host,
-  address: string,
-  opts: ProbeOptions,
-): Promise<ProbeResult> {
+async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, opts: ProbeOptions): Promise<ProbeResult> {
   const timeoutMs = opts.timeoutMs ?? 1000;
   const t = token();
   const started = performance.now();
@@ -145,12 +140,7 @@ const SERVER_PROGRAM: Record<ServerKind, string> = {
 };
 
 /** Starts a socat server in `host` and resolves once it listens. `listen` is `port` or `addr:port`. */
-export async function serve(
-  host: Host,
-  proto: 'tcp' | 'udp',
-  listen: string | number,
-  kind: ServerKind = 'echo',
-): Promise<Background> {
+export async function serve(host: Host, proto: 'tcp' | 'udp', listen: string | number, kind: ServerKind = 'echo'): Promise<Background> {
   const [addr, port] = String(listen).includes(':') ? String(listen).split(':') : [undefined, String(listen)];
   const bind = addr ? `,bind=${addr}` : '';
   const address = proto === 'tcp' ? `TCP-LISTEN:${port},reuseaddr,fork${bind}` : `UDP-RECVFROM:${port},fork${bind}`;

@@ -40,8 +40,7 @@ export interface Stage<C> {
 }
 
 /** A one-stage scenario may give break/evidence/fix/proof at the top level instead of `stages`. */
-export type ScenarioInput<C> = Omit<ScenarioDefinition<C>, 'stages'> &
-  ({ stages: Stage<C>[] } | Omit<Stage<C>, 'name' | 'title'>);
+export type ScenarioInput<C> = Omit<ScenarioDefinition<C>, 'stages'> & ({ stages: Stage<C>[] } | Omit<Stage<C>, 'name' | 'title'>);
 
 export interface ScenarioDefinition<C> {
   name: string;
@@ -231,7 +230,8 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       phaseMs.teardown = performance.now() - t0;
     }
   }
-  if (outcome === 'pass' && !message) message = `${stages.length} stage(s): breakage reproduced with its evidence, fix applied, proof holds`;
+  if (outcome === 'pass' && !message)
+    message = `${stages.length} stage(s): breakage reproduced with its evidence, fix applied, proof holds`;
   return {
     ...base,
     outcome,
@@ -258,7 +258,10 @@ export function verdict(result: ScenarioResult): { ok: boolean; message: string 
     case 'fix-first':
       return target?.outcome === 'not reproduced'
         ? { ok: true, message: `evidence failed with the fix applied first: ${target.failure?.seen}` }
-        : { ok: false, message: `evidence should fail with the fix of ${result.target} applied first, but: ${result.outcome} ${result.message}` };
+        : {
+            ok: false,
+            message: `evidence should fail with the fix of ${result.target} applied first, but: ${result.outcome} ${result.message}`,
+          };
   }
 }
 

@@ -58,10 +58,10 @@ export class Host {
    * Without a reader a tun has no carrier and the kernel never transmits into it.
    */
   async tun(name: string, cidr: string): Promise<Background> {
-    const holder = this.spawn(
-      ['socat', '-u', `TUN:${cidr},tun-name=${name},tun-type=tun,iff-no-pi,iff-up`, 'OPEN:/dev/null'],
-      { note: `${name}: a tun whose reader discards everything`, shell: { ready: `ip -n ${this.ns} link show ${name} | grep -q LOWER_UP` } },
-    );
+    const holder = this.spawn(['socat', '-u', `TUN:${cidr},tun-name=${name},tun-type=tun,iff-no-pi,iff-up`, 'OPEN:/dev/null'], {
+      note: `${name}: a tun whose reader discards everything`,
+      shell: { ready: `ip -n ${this.ns} link show ${name} | grep -q LOWER_UP` },
+    });
     await waitFor(`tun ${name} to come up with carrier in ${this.name}`, async () => {
       if (holder.exited) throw new Error(`socat holding ${name} exited: ${holder.text()}`);
       const res = await this.exec(['ip', '-j', 'link', 'show', name], { check: false, quiet: true });

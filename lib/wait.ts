@@ -18,7 +18,10 @@ export interface WaitOptions {
 }
 
 /** Polls `probe` until it returns something other than undefined/false; returns it, or undefined at the deadline. */
-export async function poll<T>(probe: () => Promise<T | undefined | false> | T | undefined | false, opts: WaitOptions = {}): Promise<T | undefined> {
+export async function poll<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  opts: WaitOptions = {},
+): Promise<T | undefined> {
   const deadline = performance.now() + (opts.timeoutMs ?? 2000);
   const interval = opts.intervalMs ?? 10;
   for (;;) {
@@ -31,7 +34,11 @@ export async function poll<T>(probe: () => Promise<T | undefined | false> | T | 
 }
 
 /** Like poll, but a missed deadline is an error naming what was awaited. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, opts: WaitOptions = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  opts: WaitOptions = {},
+): Promise<T> {
   const value = await poll(probe, opts);
   if (value === undefined) throw new WaitTimeout(what, opts.timeoutMs ?? 2000);
   return value;

@@ -237,7 +237,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const { counted } = await connect(ctx, { stopWhen: DNAT });
           const seen = counted.show(DNAT, NAT_IN_LAN, NAT_IN_MELLANOX);
           check.that(counted(DNAT) === 1, `Docker's DNAT to ${APP}:5000 rewrites ha's SYN`, seen);
-          check.that(counted(NAT_IN_LAN) === 1, `... in nat PREROUTING with in-interface ${LAN_BR}: the bridge handed the frame to iptables`, seen);
+          check.that(
+            counted(NAT_IN_LAN) === 1,
+            `... in nat PREROUTING with in-interface ${LAN_BR}: the bridge handed the frame to iptables`,
+            seen,
+          );
           check.that(counted(NAT_IN_MELLANOX) === 0, '... not as the SYN enters br-mellanox, where the author expected it', seen);
         },
       },
@@ -278,7 +282,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const { counted } = await connect(ctx, { until: ISOLATION_DROP });
           const reached = await onApp.stop();
           const seen = counted.show(SYN_TO_APP, ISOLATION_FROM_LAN, ISOLATION_DROP);
-          check.that(counted(ISOLATION_FROM_LAN) === 1, `the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on ${LAN_BR}`, seen);
+          check.that(
+            counted(ISOLATION_FROM_LAN) === 1,
+            `the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on ${LAN_BR}`,
+            seen,
+          );
           check.that(counted(ISOLATION_DROP) === 1, `... which drops it on its way into ${APP_BR}`, seen);
           check.that(reached.length === 0, 'nothing reaches the app', onApp.summary());
         },
@@ -295,7 +303,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const syn = seen.find((p) => fromClient(p) && isSyn(p));
           check.that(syn !== undefined, "the SYN reaches the app, from ha's own address", syn?.raw ?? onApp.summary());
           const ack = seen.find((p) => fromClient(p) && p.flags === '.');
-          check.that(ack !== undefined, "the handshake completes: ha's ACK of the app's SYN-ACK reaches the app", ack?.raw ?? onApp.summary());
+          check.that(
+            ack !== undefined,
+            "the handshake completes: ha's ACK of the app's SYN-ACK reaches the app",
+            ack?.raw ?? onApp.summary(),
+          );
           check.that(
             counted(USER_ACCEPT) > 0 && counted(ISOLATION_DROP) === 0,
             "the new DOCKER-USER rule accepts ha's packets before the isolation chains see them",
@@ -329,9 +341,18 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             counted.show(INVALID_SYNACK),
           );
           const moved = atHa.find((p) => toHa(p) && p.sport !== 5000);
-          check.that(moved !== undefined, `the app's next segment reaches ha from ${HOST}, but from another port than 5000`, moved?.raw ?? onHa.summary());
+          check.that(
+            moved !== undefined,
+            `the app's next segment reaches ha from ${HOST}, but from another port than 5000`,
+            moved?.raw ?? onHa.summary(),
+          );
           const entry = await events.waitFor(
-            (e) => e.type === 'NEW' && e.original.src === HOST && e.original.sport === 5000 && e.original.dst === CLIENT && e.original.dport === port(),
+            (e) =>
+              e.type === 'NEW' &&
+              e.original.src === HOST &&
+              e.original.sport === 5000 &&
+              e.original.dst === CLIENT &&
+              e.original.dport === port(),
             1000,
           );
           await events.stop();
@@ -343,7 +364,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const answer = atHa.find((p) => isReset(p) && p.src === CLIENT && p.sport === port() && p.dport === moved?.sport);
           check.that(answer !== undefined, 'ha has no socket for that port and answers with RST', answer?.raw ?? onHa.summary());
           const restored = atApp.find((p) => isReset(p) && fromClient(p) && p.sport === port());
-          check.that(restored !== undefined, 'the RST, its port restored by the same entry, resets the app', restored?.raw ?? onApp.summary());
+          check.that(
+            restored !== undefined,
+            'the RST, its port restored by the same entry, resets the app',
+            restored?.raw ?? onApp.summary(),
+          );
           const resets = (await haTcp.delta('Tcp.EstabResets'))['Tcp.EstabResets'] ?? 0;
           check.that(
             atHa.some(resetFromApp) && resets > 0,
@@ -370,7 +395,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           );
           const seen = counted.show(NOTRACK, NAT_IN_LAN, NAT_IN_MELLANOX);
           check.that(counted(NOTRACK) > 0, `NOTRACK takes the frames crossing ${LAN_BR} out of conntrack`, seen);
-          check.that(counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) === 1, 'so the DNAT now happens as the SYN enters br-mellanox', seen);
+          check.that(
+            counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) === 1,
+            'so the DNAT now happens as the SYN enters br-mellanox',
+            seen,
+          );
         },
       },
     ],

@@ -6,7 +6,14 @@ import loopbackRedirect from './loopback-redirect.ts';
 import tunSynack from './tun-synack.ts';
 import udpTproxyNoports from './udp-tproxy-noports.ts';
 
-export const scenarios: Scenario[] = [tunSynack, udpTproxyNoports, loopbackRedirect, bridgeConntrackRst, bridgeConntrackRstLegacy, ipForward];
+export const scenarios: Scenario[] = [
+  tunSynack,
+  udpTproxyNoports,
+  loopbackRedirect,
+  bridgeConntrackRst,
+  bridgeConntrackRstLegacy,
+  ipForward,
+];
 
 export function findScenario(name: string): Scenario | undefined {
   return scenarios.find((s) => s.name === name);

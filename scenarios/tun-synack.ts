@@ -35,7 +35,15 @@ const PUBLIC = '114.154.19.19';
 const HOST = '192.168.3.7';
 
 /** The IPv4 part of the write-up's tun `route-exclude-address`. */
-export const ROUTE_EXCLUDE = ['0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16'];
+export const ROUTE_EXCLUDE = [
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+];
 
 /** mihomo's table 2022: the fewest CIDRs covering 0.0.0.0/0 minus `excluded`, in address order. */
 export function routeComplement(excluded: readonly string[]): string[] {
@@ -94,7 +102,11 @@ async function synAckIntoTun({ client, host }: Ctx, check: Check): Promise<void>
 /** The client reaches the pod through the router's port forward, and the pod sees the client's own address. */
 async function podAnswers({ client }: Ctx, check: Check): Promise<void> {
   const result = await tcp(client, `${PUBLIC}:8443`);
-  check.that(result.echoed && result.payload.endsWith(`from ${CLIENT}`), `the client gets the pod's answer through ${PUBLIC}:8443`, describe(result));
+  check.that(
+    result.echoed && result.payload.endsWith(`from ${CLIENT}`),
+    `the client gets the pod's answer through ${PUBLIC}:8443`,
+    describe(result),
+  );
 }
 
 /** A connection the pod starts itself (a bot calling its API): where does its SYN leave the host? */
@@ -114,7 +126,8 @@ export default defineScenario<Ctx>({
   title: "mihomo's tun auto-route swallows a pod's SYN-ACK",
   writeup: '000_e50e4a5a916cb7c9.txt',
   breaks: "a published pod hangs for outside clients: its SYN-ACK enters the tun (rule 9003, table 2022); the host's own service answers",
-  fixes: 'ip rule iif cni0 goto 9010 (pods no longer proxied), or ct mark 0x100 inbound connections and ip rule fwmark 0x100 lookup main pref 5000',
+  fixes:
+    'ip rule iif cni0 goto 9010 (pods no longer proxied), or ct mark 0x100 inbound connections and ip rule fwmark 0x100 lookup main pref 5000',
   picture: `
   client          router                 host                              pod
   eth0 1.1.1.1 ══ wan0 114.154.19.19
@@ -208,7 +221,11 @@ export default defineScenario<Ctx>({
         await synAckIntoTun(ctx, check);
         // the host's own replies are routed with iif lo: rule 9003 lets them go by main
         const own = await tcp(ctx.client, `${PUBLIC}:8100`);
-        check.that(own.echoed && own.payload.endsWith(`from ${CLIENT}`), `in the same state the host's own :8100 answers the client`, describe(own));
+        check.that(
+          own.echoed && own.payload.endsWith(`from ${CLIENT}`),
+          `in the same state the host's own :8100 answers the client`,
+          describe(own),
+        );
       },
 
       async fix({ host }) {
@@ -218,7 +235,7 @@ export default defineScenario<Ctx>({
       async proof(ctx, check) {
         await podAnswers(ctx, check);
         const out = await podCallsOut(ctx);
-        check.that(out.eno2.length > 0, "the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2", out.seen);
+        check.that(out.eno2.length > 0, 'the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2', out.seen);
         check.that(out.meta.length === 0, '... and never enters Meta: the proxy no longer sees the pods', out.seen);
       },
     },
@@ -251,7 +268,11 @@ export default defineScenario<Ctx>({
       async proof(ctx, check) {
         await podAnswers(ctx, check);
         const restored = await ctx.nft.counter('restore-mark');
-        check.that(restored.packets > 0, "the pod's replies got the mark back from conntrack", `restore-mark counter ${restored.packets} packet(s)`);
+        check.that(
+          restored.packets > 0,
+          "the pod's replies got the mark back from conntrack",
+          `restore-mark counter ${restored.packets} packet(s)`,
+        );
         const out = await podCallsOut(ctx);
         check.that(out.meta.length > 0, 'a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it', out.seen);
         check.that(out.eno2.length === 0, '... and not eno2', out.seen);

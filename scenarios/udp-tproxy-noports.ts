@@ -42,7 +42,16 @@ const ECHO = '198.51.100.7:7';
 const PORT = 10900;
 
 /** The bogons MYPROXY leaves alone. */
-const BOGONS = ['0.0.0.0/8', '10.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+const BOGONS = [
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '127.0.0.0/8',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+];
 
 interface Ctx {
   containers: Host[];
@@ -127,7 +136,8 @@ export default defineScenario<Ctx>({
   name: 'udp-tproxy-noports',
   title: 'UDP TPROXY through a bridge with bridge-nf-call-iptables=1 ends in Udp NoPorts',
   writeup: '001_fa5da559465abef5.txt',
-  breaks: "containers' TCP leaves by each one's own proxy exit, their UDP never reaches v2ray: the TPROXY rule counts it, Udp NoPorts rises",
+  breaks:
+    "containers' TCP leaves by each one's own proxy exit, their UDP never reaches v2ray: the TPROXY rule counts it, Udp NoPorts rises",
   fixes: 'sysctl net.bridge.bridge-nf-call-iptables=0 (TPROXY then runs in the IP layer and its socket assignment survives)',
   picture: `
   c0 eth0 10.8.0.10 ══ vc0 ─┐ host                                       inet                    ┌─ p0 ══ eth0 203.0.113.10 hk0
@@ -185,7 +195,11 @@ export default defineScenario<Ctx>({
     const viaTcp = await Promise.all(containers.map((c) => tcp(c, ECHO)));
     check.that(viaOwnExit(viaTcp), "each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2", described(viaTcp));
     const redirect = await iptables.counter('redirect');
-    check.that(redirect.packets === 3, 'nat REDIRECT took each connection to v2ray (one packet per connection)', `${redirect.packets} packet(s)`);
+    check.that(
+      redirect.packets === 3,
+      'nat REDIRECT took each connection to v2ray (one packet per connection)',
+      `${redirect.packets} packet(s)`,
+    );
 
     const { results, noPorts, icmp } = await udpFromEach(ctx);
     check.that(
@@ -198,7 +212,11 @@ export default defineScenario<Ctx>({
     const sessions = logged(v2ray, /accepted udp:|UDP original destination/);
     check.that(sessions.length === 0, 'v2ray never got them: no UDP session in its log', sessions.join(' | ') || 'no UDP line in the log');
     check.that(icmp === 0, 'no ICMP error goes back: the containers just wait', `Icmp OutDestUnreachs +${icmp}`);
-    check.that(results.every((r) => !r.echoed), 'no container gets an answer', described(results));
+    check.that(
+      results.every((r) => !r.echoed),
+      'no container gets an answer',
+      described(results),
+    );
   },
 
   async fix({ host }) {
@@ -208,7 +226,11 @@ export default defineScenario<Ctx>({
   async proof(ctx, check) {
     const { v2ray } = ctx;
     const { results, noPorts } = await udpFromEach(ctx);
-    check.that(viaOwnExit(results), "each container's UDP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2", `${described(results)}; Udp NoPorts +${noPorts}`);
+    check.that(
+      viaOwnExit(results),
+      "each container's UDP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2",
+      `${described(results)}; Udp NoPorts +${noPorts}`,
+    );
     check.that(noPorts === 0, 'Udp NoPorts stays put', `Udp NoPorts +${noPorts}`);
     // logged before the reply was sent, but read from another pipe than the probe's
     await v2ray.waitForLines((t) => t.includes(`accepted udp:${ECHO}`), 3, 1000);

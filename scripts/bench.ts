@@ -39,7 +39,13 @@ function shellRun(name: string): number {
 }
 
 const report: Record<string, unknown> = {
-  machine: { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version },
+  machine: {
+    cpu: cpus()[0]?.model,
+    cores: cpus().length,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    kernel: release(),
+    node: process.version,
+  },
   runs: n,
   scenarios: {} as Record<string, unknown>,
 };

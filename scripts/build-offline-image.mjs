@@ -41,7 +41,10 @@ for (const tool of ['debootstrap', 'docker', 'tar']) {
 
 // One package list for both images: the Dockerfile's PACKAGES.
 const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8');
-const packages = dockerfile.match(/^ARG PACKAGES="([^"]+)"/m)?.[1].trim().split(/\s+/);
+const packages = dockerfile
+  .match(/^ARG PACKAGES="([^"]+)"/m)?.[1]
+  .trim()
+  .split(/\s+/);
 if (!packages?.length) throw new Error('Dockerfile: no ARG PACKAGES="..." line');
 const pnpmVersion = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).packageManager.split('@')[1];
 const nodeVersion = process.version;
@@ -105,7 +108,8 @@ try {
   const pnpmDir = join(rootfs, 'usr/local/lib/node_modules/pnpm');
   const hostPnpm = await which('pnpm', { nothrow: true });
   const hostPnpmDir = hostPnpm && dirname(dirname(realpathSync(hostPnpm)));
-  const hostPnpmPkg = hostPnpmDir && existsSync(join(hostPnpmDir, 'package.json')) && JSON.parse(readFileSync(join(hostPnpmDir, 'package.json'), 'utf8'));
+  const hostPnpmPkg =
+    hostPnpmDir && existsSync(join(hostPnpmDir, 'package.json')) && JSON.parse(readFileSync(join(hostPnpmDir, 'package.json'), 'utf8'));
   if (hostPnpmPkg?.name === 'pnpm' && hostPnpmPkg.version === pnpmVersion) {
     cpSync(hostPnpmDir, pnpmDir, { recursive: true });
     say(`pnpm ${pnpmVersion} copied from ${hostPnpmDir}`);
@@ -136,7 +140,8 @@ try {
   say(`docker import done in ${secs(t0)}`);
 
   // 6. Smoke test: every tool the scenarios call answers inside the image (no capabilities needed).
-  const smoke = await $`docker run --rm --network none ${tag} sh -c ${'node --version && pnpm --version && ip -V && nft --version && iptables --version && tcpdump --version 2>&1 | head -1 && conntrack --version && socat -V | sed -n 2p && curl --version | head -1 && sysctl --version && v2ray -version | head -1'}`.nothrow();
+  const smoke =
+    await $`docker run --rm --network none ${tag} sh -c ${'node --version && pnpm --version && ip -V && nft --version && iptables --version && tcpdump --version 2>&1 | head -1 && conntrack --version && socat -V | sed -n 2p && curl --version | head -1 && sysctl --version && v2ray -version | head -1'}`.nothrow();
   if (smoke.exitCode !== 0) throw new Error(`smoke test of ${tag} failed:\n${smoke.stdout}${smoke.stderr}`);
   echo(smoke.stdout.trim().replace(/^/gm, '  '));
   const size = (await $`docker image inspect ${tag} --format ${'{{.Size}}'}`).stdout.trim();

@@ -20,7 +20,20 @@
 // env: NETNS_LAB_DOCKER_DATA_ROOT  keep images there between runs (default: inside the temporary directory)
 // zx globals: $, argv, chalk, echo, which
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -57,7 +70,8 @@ await phase('install', async () => {
   // would start an engine with default flags, which changes the root network namespace).
   const policy = '/usr/sbin/policy-rc.d';
   const ownPolicy = !existsSync(policy);
-  if (ownPolicy) writeFileSync(policy, '#!/bin/sh\n# netns-lab ci-container: no service starts during install\nexit 101\n', { mode: 0o755 });
+  if (ownPolicy)
+    writeFileSync(policy, '#!/bin/sh\n# netns-lab ci-container: no service starts during install\nexit 101\n', { mode: 0o755 });
   try {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     await $({ env })`apt-get update -qq`;
@@ -121,13 +135,22 @@ const logFile = join(dir, 'dockerd.log');
 writeFileSync(join(dir, 'daemon.json'), '{}\n'); // ignore /etc/docker/daemon.json
 mkdirSync(dataRoot, { recursive: true });
 const dockerdArgs = [
-  '--config-file', join(dir, 'daemon.json'),
-  '--host', DOCKER_HOST,
-  '--data-root', dataRoot,
-  '--exec-root', join(dir, 'exec'),
-  '--pidfile', join(dir, 'dockerd.pid'),
+  '--config-file',
+  join(dir, 'daemon.json'),
+  '--host',
+  DOCKER_HOST,
+  '--data-root',
+  dataRoot,
+  '--exec-root',
+  join(dir, 'exec'),
+  '--pidfile',
+  join(dir, 'dockerd.pid'),
   // leave the root network namespace alone: no iptables/nft rules, no forwarding sysctl, no docker0
-  '--iptables=false', '--ip6tables=false', '--ip-forward=false', '--ip-masq=false', '--bridge=none',
+  '--iptables=false',
+  '--ip6tables=false',
+  '--ip-forward=false',
+  '--ip-masq=false',
+  '--bridge=none',
 ];
 // Outside its directory the engine creates only these (no network state): removed again if it made them.
 const TRACES = ['/etc/docker/key.json', '/etc/docker', '/run/docker/plugins', '/run/docker', '/run/containerd/s', '/run/containerd'];
@@ -148,7 +171,8 @@ async function startEngine() {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (exited !== undefined) break;
-    if ((await $({ env: { ...process.env, DOCKER_HOST } })`docker version --format ${'{{.Server.Version}}'}`.nothrow()).exitCode === 0) return;
+    if ((await $({ env: { ...process.env, DOCKER_HOST } })`docker version --format ${'{{.Server.Version}}'}`.nothrow()).exitCode === 0)
+      return;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   echo(readFileSync(logFile, 'utf8').split('\n').slice(-25).join('\n'));
@@ -202,7 +226,8 @@ function cleanupDir() {
   spawnSync('rm', ['-rf', '--one-file-system', dir]);
   for (const path of TRACES.filter((p) => !tracesBefore.has(p) && existsSync(p))) {
     try {
-      if (statSync(path).isDirectory()) rmdirSync(path); // only when empty
+      if (statSync(path).isDirectory())
+        rmdirSync(path); // only when empty
       else unlinkSync(path);
     } catch {}
   }

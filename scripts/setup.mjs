@@ -3,6 +3,7 @@
 //   npx --yes zx@8.8.5 scripts/setup.mjs              install what is missing, run the scenarios
 //   npx --yes zx@8.8.5 scripts/setup.mjs --install-only
 import { readFileSync } from 'node:fs';
+
 // zx globals: $, argv, cd, chalk, echo, which (no import: this runs before node_modules exists)
 
 $.verbose = false;

@@ -44,7 +44,11 @@ const { values: opts, positionals } = parseArgs({
   },
 });
 if (opts.help) {
-  process.stdout.write(`${readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\nimport ')[0]!.replace(/^\/\/ ?/gm, '')}\n`);
+  process.stdout.write(
+    `${readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\nimport ')[0]!
+      .replace(/^\/\/ ?/gm, '')}\n`,
+  );
   process.exit(0);
 }
 if (!['none', 'host'].includes(opts.network!)) {
@@ -181,7 +185,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     const code = signal === 'SIGINT' ? 130 : 143;
     if (stopping) {
       say(`${signal} again: killing the container`);
-      if (container.id) void client.container.getById(container.id).remove({ force: true, v: true }).finally(() => process.exit(code));
+      if (container.id)
+        void client.container
+          .getById(container.id)
+          .remove({ force: true, v: true })
+          .finally(() => process.exit(code));
       else process.exit(code);
       return;
     }
@@ -191,7 +199,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 const mode = opts.privileged ? '--privileged' : 'cap-add NET_ADMIN SYS_ADMIN NET_RAW, device /dev/net/tun, seccomp/apparmor unconfined';
-say(`engine: ${process.env.DOCKER_HOST ?? client.info.containerRuntime.remoteSocketPath} (Docker ${client.info.containerRuntime.serverVersion}), image ${image}`);
+say(
+  `engine: ${process.env.DOCKER_HOST ?? client.info.containerRuntime.remoteSocketPath} (Docker ${client.info.containerRuntime.serverVersion}), image ${image}`,
+);
 say(`container: ${mode}; network ${opts.network}; ${root} bind-mounted`);
 
 const t0 = Date.now();

@@ -30,7 +30,10 @@ function withoutFix(script: string, index: number): { script: string; proofProbe
   const end = lines.findIndex((l, i) => i > start && l.startsWith('phase '));
   const proofEnd = lines.findIndex((l, i) => i > end && l.startsWith('phase '));
   const proof = lines.slice(end, proofEnd === -1 ? undefined : proofEnd);
-  return { script: [...lines.slice(0, start + 1), ...lines.slice(end)].join('\n'), proofProbes: proof.some((l) => l.startsWith('expect answered')) };
+  return {
+    script: [...lines.slice(0, start + 1), ...lines.slice(end)].join('\n'),
+    proofProbes: proof.some((l) => l.startsWith('expect answered')),
+  };
 }
 
 /** Commands only, order-insensitive: concurrent steps finish in a different order from run to run. */
@@ -67,6 +70,8 @@ describe.concurrent.each(scenarios.map((s) => [s.name, s] as const))('demo %s', 
     ctx.onTestFailed(() => console.error(`${name}: ${describeInFlight()}`));
     const result = await runScenario(scenario);
     expect(result.outcome).toBe('pass');
-    expect(commandSet(renderShell(scenario, result)), 'docs/demos are stale: run pnpm demos').toEqual(commandSet(readFileSync(path, 'utf8')));
+    expect(commandSet(renderShell(scenario, result)), 'docs/demos are stale: run pnpm demos').toEqual(
+      commandSet(readFileSync(path, 'utf8')),
+    );
   });
 });

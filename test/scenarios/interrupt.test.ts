@@ -20,7 +20,8 @@ async function midRun(child: ChildProcess): Promise<RunRecord> {
     () => {
       const present = new Set(listNamespaces());
       return readRecords().find(
-        (r) => r.owner.pid === child.pid && r.namespaces.length >= 3 && r.processes.some(isAlive) && r.namespaces.every((ns) => present.has(ns)),
+        (r) =>
+          r.owner.pid === child.pid && r.namespaces.length >= 3 && r.processes.some(isAlive) && r.namespaces.every((ns) => present.has(ns)),
       );
     },
     { timeoutMs: 15_000, intervalMs: 5 },

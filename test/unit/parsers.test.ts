@@ -104,7 +104,10 @@ describe('iptables-save -c', () => {
   });
 
   test('legacy backend', () => {
-    expect(counterOf(parseIptablesSave(fixture('iptables-legacy-save.txt')), 'notrack')).toMatchObject({ table: 'raw', chain: 'PREROUTING' });
+    expect(counterOf(parseIptablesSave(fixture('iptables-legacy-save.txt')), 'notrack')).toMatchObject({
+      table: 'raw',
+      chain: 'PREROUTING',
+    });
   });
 
   test('iptables lines keep a quoted comment as one argument', () => {
