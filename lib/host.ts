@@ -12,6 +12,7 @@ const SYSCTLS = [
   'net.ipv4.conf.all.rp_filter',
   'net.ipv4.conf.default.rp_filter',
   'net.ipv4.conf.all.arp_ignore',
+  'net.ipv4.conf.all.route_localnet',
   'net.ipv6.conf.all.forwarding',
   'net.ipv6.conf.all.disable_ipv6',
   'net.ipv6.conf.default.disable_ipv6',
@@ -30,12 +31,13 @@ function output(argv: string[]): string {
   }
 }
 
-/** iptables-save without its timestamped comment lines and packet counters (which move with any traffic). */
+/** iptables-save without its timestamped comment lines and chain counters (which move with any traffic). */
 function iptablesSave(command: string): string {
   return output([command])
     .split('\n')
     .filter((l) => !l.startsWith('#'))
-    .join('\n');
+    .join('\n')
+    .replace(/\[\d+:\d+\]/g, '[-]');
 }
 
 /**
@@ -48,10 +50,13 @@ export function hostSnapshot(): string {
     ['ip link', output(['ip', '-j', 'link'])],
     ['ip addr', output(['ip', '-j', 'addr'])],
     ['ip route', output(['ip', '-j', 'route', 'show', 'table', 'all'])],
+    ['ip -6 route', output(['ip', '-6', '-j', 'route', 'show', 'table', 'all'])],
     ['ip rule', output(['ip', '-j', 'rule'])],
+    ['ip -6 rule', output(['ip', '-6', '-j', 'rule'])],
     ['nft list ruleset', output(['nft', 'list', 'ruleset']).replace(/counter packets \d+ bytes \d+/g, 'counter')],
     ['iptables-nft-save', iptablesSave('iptables-nft-save')],
     ['iptables-legacy-save', iptablesSave('iptables-legacy-save')],
+    ['ip6tables-legacy-save', iptablesSave('ip6tables-legacy-save')],
     ['sysctl', output(['sysctl', ...SYSCTLS]).trim()],
   ];
   // concurrent runs' namespaces come and go; only what no live run claims is a leftover
