@@ -50,6 +50,7 @@ const report: Record<string, unknown> = {
   scenarios: {} as Record<string, unknown>,
 };
 const rows: string[][] = [];
+const shares: string[] = [];
 for (const scenario of scenarios) {
   const results: ScenarioResult[] = [];
   for (let i = 0; i < n; i++) {
@@ -76,6 +77,16 @@ for (const scenario of scenarios) {
     ratio.toFixed(2),
   ]);
   process.stderr.write(`  ${scenario.name}: median ${ms(stats(total).median)} ms, shell ${ms(stats(shell).median)} ms\n`);
+  const medianTotal = stats(total).median;
+  const byPhase = PHASES.map((p) => [p, stats(results.map((r) => r.phaseMs[p] ?? 0)).median] as const).sort((a, b) => b[1] - a[1]);
+  shares.push(
+    `- ${scenario.name}: ${byPhase
+      .slice(0, 3)
+      .map(([p, t]) => `${p} ${Math.round((100 * t) / medianTotal)}%`)
+      .join(
+        ', ',
+      )}; ${stats(results.map((r) => r.spawned)).median} processes, about ${ms(medianTotal / stats(results.map((r) => r.spawned)).median)} ms each`,
+  );
 }
 
 // the whole suite as `pnpm test:scenarios` runs it: every scenario at once
@@ -115,6 +126,16 @@ ${table}
 
 Whole suite, every scenario at once (as \`pnpm test:scenarios\` runs them): ${mmm(suite)} ms.
 The bash scripts, all at once: ${mmm(shellSuite)} ms.
+
+Where the time goes (largest phases by median, and wall time per process spawned):
+
+${shares.join('\n')}
+
+The harness decides a breakage on its evidence (a counter that moved, a packet captured) and
+stops the probe then; the bash scripts wait out their probes' timeouts instead, which is why
+scenarios with a silent drop take longer as scripts. Where no probe times out
+(loopback-redirect), the ratio is the harness' own overhead: Node's start is not counted, the
+same commands are run, plus the readiness and counter polls that the evidence needs.
 `;
 process.stdout.write(`${md}\n`);
 if (values.md) writeFileSync(values.md, md);
