@@ -101,11 +101,7 @@ export class Lab implements AsyncDisposable {
     await this.run(undefined, ['ip', 'netns', 'add', ns]);
     const host = new Host(this, name, ns);
     this.hosts.set(name, host);
-    // IPv6 off: router solicitations and DAD would add stray packets to every capture
-    await Promise.all([
-      host.ip('link set lo up'),
-      host.sysctl({ 'net.ipv6.conf.all.disable_ipv6': 1, 'net.ipv6.conf.default.disable_ipv6': 1 }),
-    ]);
+    await host.ip('link set lo up');
     return host;
   }
 

@@ -42,11 +42,8 @@ ip netns add $L-container
 ip netns add $L-host
 ip netns add $L-internet
 ip -n $L-container link set lo up
-ip netns exec $L-container sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-host link set lo up
-ip netns exec $L-host sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-internet link set lo up
-ip netns exec $L-internet sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-container link add eth0 type veth peer name veth-c netns $L-host
 ip -n $L-container -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.122.10/24 dev eth0
@@ -54,12 +51,12 @@ link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-host link set veth-c up
 ip -n $L-host link add eth0 type veth peer name eth0 netns $L-internet
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-addr add 198.51.100.2/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
 ip -n $L-internet -batch - <<'NETNS_LAB_EOF'
 addr add 198.51.100.1/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+addr add 198.51.100.2/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'

@@ -42,9 +42,7 @@ phase "topology"
 ip netns add $L-lan
 ip netns add $L-host
 ip -n $L-lan link set lo up
-ip netns exec $L-lan sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-host link set lo up
-ip netns exec $L-host sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 ip -n $L-lan link add eth0 type veth peer name eth0 netns $L-host
 ip -n $L-lan -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.124.2/24 dev eth0
