@@ -5,6 +5,7 @@ import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync
 import { join } from 'node:path';
 
 export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? '/run/netns-lab';
+const NETNS_DIR = '/run/netns';
 /** Every lab namespace starts with this; the run id follows. */
 export const NS_PREFIX = 'nl-';
 
@@ -79,13 +80,10 @@ export function readRecords(): RunRecord[] {
   return records;
 }
 
+/** Named network namespaces: `ip netns` keeps one bind mount each in /run/netns (read directly: no spawn). */
 export function listNamespaces(): string[] {
   try {
-    // stderr ignored: `ip netns list` complains about namespaces another run is deleting right now
-    return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
-      .split('\n')
-      .map((l) => l.split(' ')[0] ?? '')
-      .filter(Boolean);
+    return readdirSync(NETNS_DIR);
   } catch {
     return [];
   }

@@ -1,6 +1,7 @@
 // What a scenario needs from the machine, and how to get it when it is missing.
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** Tools the scenarios use, with the Debian/Ubuntu package that provides each. */
 export const TOOLS = {
@@ -55,13 +56,16 @@ function kernelConfigHas(option: string): boolean {
   }
 }
 
+/** Whether `tool` is an executable on PATH (looked up without spawning a shell). */
 export function hasTool(tool: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+  return (process.env.PATH ?? '').split(':').some((dir) => {
+    try {
+      accessSync(join(dir || '.', tool), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 export interface Missing {

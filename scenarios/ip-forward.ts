@@ -32,12 +32,15 @@ export default defineScenario({
 
   async topology(lab) {
     const { container, host, internet } = await lab.hostsNamed('container', 'host', 'internet');
-    await veth([container, 'eth0', '192.168.122.10/24'], [host, 'veth-c']);
-    await veth([host, 'eth0', `${HOST_UPLINK}/24`], [internet, 'eth0', `${INTERNET}/24`]);
-    await host.bridge('docker0', { addr: '192.168.122.1/24', ports: ['veth-c'] });
-    // a fresh namespace inherits the machine's ipv4 conf; start from the kernel default, as the write-up's host did
-    await host.sysctl({ 'net.ipv4.ip_forward': 0 });
-    await serve(internet, 'tcp', 80, 'whoami');
+    await Promise.all([
+      veth([container, 'eth0', '192.168.122.10/24'], [host, 'veth-c']).then(() =>
+        host.bridge('docker0', { addr: '192.168.122.1/24', ports: ['veth-c'] }),
+      ),
+      veth([host, 'eth0', `${HOST_UPLINK}/24`], [internet, 'eth0', `${INTERNET}/24`]),
+      // a fresh namespace inherits the machine's ipv4 conf; start from the kernel default, as the write-up's host did
+      host.sysctl({ 'net.ipv4.ip_forward': 0 }),
+      serve(internet, 'tcp', 80, 'whoami'),
+    ]);
     return { container, host, internet, iptables: new Iptables(host) };
   },
 

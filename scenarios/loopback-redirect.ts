@@ -9,7 +9,7 @@
  *                                   lo 127.0.0.1        :3000 http (caddy, unprivileged)
  *                                   nat prerouting: tcp dport 80 redirect to :3000
  */
-import { Nft } from '../lib/firewall.ts';
+import { counterOf, Nft } from '../lib/firewall.ts';
 import { describe, http, serve } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
 import { veth } from '../lib/topology.ts';
@@ -31,8 +31,7 @@ export default defineScenario({
 
   async topology(lab) {
     const { lan, host } = await lab.hostsNamed('lan', 'host');
-    await veth([lan, 'eth0', '192.168.124.2/24'], [host, 'eth0', `${HOST}/24`]);
-    await serve(host, 'tcp', 3000, 'http');
+    await Promise.all([veth([lan, 'eth0', '192.168.124.2/24'], [host, 'eth0', `${HOST}/24`]), serve(host, 'tcp', 3000, 'http')]);
     return { lan, host, nft: new Nft(host) };
   },
 
@@ -71,9 +70,10 @@ export default defineScenario({
   async proof({ host, nft }, check) {
     const local = await http(host, 'http://127.0.0.1:80');
     check.that(local.echoed, 'curl 127.0.0.1:80 on the host gets the :3000 service', describe(local));
-    const output = await nft.counter('output-redirect');
+    const counters = await nft.counters();
+    const output = counterOf(counters, 'output-redirect');
     check.that(output.packets === 1, 'the output-hook rule redirected it', `counter ${output.packets} packet(s)`);
-    const prerouting = await nft.counter('prerouting-redirect');
+    const prerouting = counterOf(counters, 'prerouting-redirect');
     check.that(prerouting.packets === 1, 'the prerouting rule still saw only the LAN', `counter ${prerouting.packets} packet(s)`);
   },
 });

@@ -44,13 +44,16 @@ ip netns add $L-internet
 ip -n $L-container link set lo up
 ip -n $L-host link set lo up
 ip -n $L-internet link set lo up
+ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/80
+ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip -n $L-container link add eth0 type veth peer name veth-c netns $L-host
+ip -n $L-host link add eth0 type veth peer name eth0 netns $L-internet
+ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0
+ip -n $L-host link set veth-c up
 ip -n $L-container -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.122.10/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-host link set veth-c up
-ip -n $L-host link add eth0 type veth peer name eth0 netns $L-internet
 ip -n $L-internet -batch - <<'NETNS_LAB_EOF'
 addr add 198.51.100.1/24 dev eth0
 link set eth0 up
@@ -66,9 +69,6 @@ link set veth-c master docker0
 link set veth-c up
 link set docker0 up
 NETNS_LAB_EOF
-ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0
-ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/80
-ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "break"
 ip -n $L-container route add default via 192.168.122.1

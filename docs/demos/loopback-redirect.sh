@@ -43,6 +43,8 @@ ip netns add $L-lan
 ip netns add $L-host
 ip -n $L-lan link set lo up
 ip -n $L-host link set lo up
+ip netns exec $L-host socat -d -d TCP-LISTEN:3000,reuseaddr,fork 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # http server on tcp/3000
+ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip -n $L-lan link add eth0 type veth peer name eth0 netns $L-host
 ip -n $L-lan -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.124.2/24 dev eth0
@@ -52,8 +54,6 @@ ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.124.139/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip netns exec $L-host socat -d -d TCP-LISTEN:3000,reuseaddr,fork 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # http server on tcp/3000
-ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "break"
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
@@ -90,7 +90,6 @@ expect answered "netns-lab-token3-$$" "proof: curl -sSv --max-time 1 http://127.
 # curl 127.0.0.1:80 on the host gets the :3000 service: http host -> http://127.0.0.1:80: connected (token echoed) answer "GET /netns-lab-token3-$$ HTTP/1.1 served by 127.0.0.1 port 3000"
 ip netns exec $L-host nft list ruleset
 # the output-hook rule redirected it: counter 1 packet(s)
-ip netns exec $L-host nft list ruleset
 # the prerouting rule still saw only the LAN: counter 1 packet(s)
 
 echo

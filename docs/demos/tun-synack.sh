@@ -62,13 +62,13 @@ ip -n $L-router -batch - <<'NETNS_LAB_EOF'
 addr add 114.154.19.19/32 dev wan0
 link set wan0 up
 NETNS_LAB_EOF
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-addr add 192.168.3.7/24 dev eno2
-link set eno2 up
-NETNS_LAB_EOF
 ip -n $L-router -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.3.1/24 dev lan0
 link set lan0 up
+NETNS_LAB_EOF
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+addr add 192.168.3.7/24 dev eno2
+link set eno2 up
 NETNS_LAB_EOF
 ip -n $L-host link set veth-pod up
 ip -n $L-pod -batch - <<'NETNS_LAB_EOF'
@@ -83,22 +83,12 @@ ip netns exec $L-host socat -d -d TCP-LISTEN:8100,reuseaddr,fork 'SYSTEM:read li
 ready h3 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip netns exec $L-client socat -d -d TCP-LISTEN:443,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # whoami server on tcp/443
 ready h4 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-ip -n $L-router route add 1.1.1.1/32 dev wan0
-ip netns exec $L-router sysctl -qw net.ipv4.ip_forward=1
-ip -n $L-host route add default via 192.168.3.1
-ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2
-ip -n $L-pod route add default via 10.42.0.1
 ip -n $L-client -batch - <<'NETNS_LAB_EOF'
 route add 114.154.19.19/32 dev eth0
 route add default via 114.154.19.19
 NETNS_LAB_EOF
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add cni0 type bridge
-addr add 10.42.0.1/24 dev cni0
-link set veth-pod master cni0
-link set veth-pod up
-link set cni0 up
-NETNS_LAB_EOF
+ip -n $L-router route add 1.1.1.1/32 dev wan0
+ip netns exec $L-router sysctl -qw net.ipv4.ip_forward=1
 ip netns exec $L-router nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain prerouting {
@@ -111,6 +101,16 @@ table ip nat {
   }
 }
 NETNS_LAB_EOF
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+link add cni0 type bridge
+addr add 10.42.0.1/24 dev cni0
+link set veth-pod master cni0
+link set veth-pod up
+link set cni0 up
+NETNS_LAB_EOF
+ip -n $L-host route add default via 192.168.3.1
+ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2
+ip -n $L-pod route add default via 10.42.0.1
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain PREROUTING {
@@ -203,7 +203,7 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/
 ready h5 'grep -q '"'"'listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443,connect-timeout=1 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 10:22:52.323178 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 10:28:51.610913 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT1 114.154.19.19:8443
 # the client's connection hangs (no answer, no error): tcp client -> 114.154.19.19:8443: timeout
 expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100,connect-timeout=1 2>&1 || true)"
@@ -221,8 +221,8 @@ ready h6 'grep -q '"'"'listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
 ready h7 'grep -q '"'"'listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443,connect-timeout=1 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
-# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 10:22:52.447679 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
-# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 10:22:52.447679 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 10:28:51.745698 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: timeout
+# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 10:28:51.745698 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: timeout
 stop h6
 stop h7
 
@@ -234,7 +234,7 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/
 ready h9 'grep -q '"'"'listening on'"'"' "$LOG"'
 expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443,connect-timeout=1 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 10:22:52.540527 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 10:28:51.877403 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT3 114.154.19.19:8443
 # the client's connection hangs (no answer, no error): tcp client -> 114.154.19.19:8443: timeout
 stop h9
@@ -261,8 +261,8 @@ ready h10 'grep -q '"'"'listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eno2
 ready h11 'grep -q '"'"'listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443,connect-timeout=1 >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # tcp probe to 1.1.1.1:443
-# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 10:22:52.653006 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
-# ... and not eno2: Meta: 10:22:52.653006 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 10:28:52.020012 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+# ... and not eno2: Meta: 10:28:52.020012 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
 stop h10
 stop h11
 

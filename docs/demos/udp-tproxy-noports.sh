@@ -65,25 +65,16 @@ ip -n $L-inet link add p1 type veth peer name eth0 netns $L-hk1
 ip -n $L-inet link add p2 type veth peer name eth0 netns $L-hk2
 ip -n $L-inet link add ph type veth peer name eth0 netns $L-host
 ip -n $L-host link set vc0 up
-ip -n $L-c0 -batch - <<'NETNS_LAB_EOF'
-addr add 10.8.0.10/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
 ip -n $L-host link set vc1 up
 ip -n $L-host link set vc2 up
 ip -n $L-inet link set p0 up
 ip -n $L-inet link set p1 up
-ip -n $L-inet link set p2 up
+ip -n $L-c0 -batch - <<'NETNS_LAB_EOF'
+addr add 10.8.0.10/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
 ip -n $L-c1 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.11/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
-ip -n $L-hk2 -batch - <<'NETNS_LAB_EOF'
-addr add 203.0.113.12/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
-ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
-addr add 203.0.113.11/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-hk0 -batch - <<'NETNS_LAB_EOF'
@@ -94,7 +85,16 @@ ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.12/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
+ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
+addr add 203.0.113.11/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-inet link set p2 up
 ip -n $L-inet link set ph up
+ip -n $L-hk2 -batch - <<'NETNS_LAB_EOF'
+addr add 203.0.113.12/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.2/24 dev eth0
 link set eth0 up
@@ -107,17 +107,6 @@ ip -n $L-inet addr add 198.51.100.7/32 dev lo
 ip -n $L-hk0 route add default via 203.0.113.1
 ip -n $L-hk1 route add default via 203.0.113.1
 ip -n $L-hk2 route add default via 203.0.113.1
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add br0 type bridge
-addr add 10.8.0.1/24 dev br0
-link set vc0 master br0
-link set vc0 up
-link set vc1 master br0
-link set vc1 up
-link set vc2 master br0
-link set vc2 up
-link set br0 up
-NETNS_LAB_EOF
 ip -n $L-inet -batch - <<'NETNS_LAB_EOF'
 link add ix type bridge
 addr add 203.0.113.1/24 dev ix
@@ -130,6 +119,17 @@ link set p1 up
 link set p2 master ix
 link set p2 up
 link set ix up
+NETNS_LAB_EOF
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+link add br0 type bridge
+addr add 10.8.0.1/24 dev br0
+link set vc0 master br0
+link set vc0 up
+link set vc1 master br0
+link set vc1 up
+link set vc2 master br0
+link set vc2 up
+link set br0 up
 NETNS_LAB_EOF
 cat > "$W/host.json" <<'NETNS_LAB_EOF'
 {
