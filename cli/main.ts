@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderMarkdown, renderShell } from '../lib/demo.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
-import { readRecords, reapDead } from '../lib/registry.ts';
+import { NS_PREFIX, readRecords, reapDead } from '../lib/registry.ts';
 import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
 import {
   counts,
@@ -17,8 +17,8 @@ import {
   runScenario,
   type Scenario,
   type ScenarioResult,
-  stagesWithFix,
   verdict,
+  verifyTargets,
 } from '../lib/scenario.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';
 
@@ -123,7 +123,7 @@ async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
       const hosts = [...new Set(result.steps.map((s) => s.host).filter(Boolean))];
       process.stdout.write(
         `\nThe lab is up in its broken state (lab ${result.labId}). Step inside a host with:\n${hosts
-          .map((h) => `  ip netns exec nl-${result.labId}-${h} bash`)
+          .map((h) => `  ip netns exec ${NS_PREFIX}${result.labId}-${h} bash`)
           .join('\n')}\nRemove it with: pnpm netns-lab clean\n`,
       );
       return 0;
@@ -147,7 +147,7 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
   preflight(selected);
   const jobs = selected.flatMap((s) => [
     { scenario: s, mode: 'as-written' as Mode, target: undefined as string | undefined },
-    ...stagesWithFix(s).flatMap((st) => (['without-fix', 'fix-first'] as Mode[]).map((mode) => ({ scenario: s, mode, target: st.name }))),
+    ...verifyTargets(s).map((t) => ({ scenario: s, ...t })),
   ]);
   process.stderr.write(`verify: ${jobs.length} runs over ${selected.length} scenario(s)\n`);
   const results = await pool(jobs, 3, async (job) => {
@@ -170,6 +170,7 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
     }
   }
   const cell = (c?: { ok: boolean }) => (c ? (c.ok ? 'ok' : 'FAIL') : 'n/a (no fix)');
+  // a control stands in for the fix of an observation in the fix-first column
   process.stdout.write(
     `${table([
       ['scenario', 'stage', 'as written', 'without fix', 'fix first'],
@@ -255,8 +256,11 @@ function toolVersion(tool: Tool): string {
 /** Runs a command between two snapshots of the root namespace; any difference fails, with the diff. */
 function cmdUntouched(command: string[]): number {
   if (command.length === 0) throw new UsageError('untouched needs a command: netns-lab untouched -- pnpm test:scenarios');
+  // as another user nft and iptables-save fail alike before and after, and the check would prove nothing
+  if (!isRoot()) fail("must run as root: reading the machine's rulesets needs CAP_NET_ADMIN");
   const before = hostSnapshot();
   const run = spawnSync(command[0]!, command.slice(1), { stdio: 'inherit' });
+  if (run.error) fail(`cannot run ${command[0]}: ${run.error.message}`, 127);
   const diff = snapshotDiff(before, hostSnapshot());
   if (diff) {
     process.stderr.write(`netns-lab: the machine's root network namespace changed during \`${command.join(' ')}\`:\n${diff}\n`);
@@ -336,7 +340,10 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) fail(`${err.message}\n${USAGE}`, 2);
-    fail(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      fail(`${err.message} (see netns-lab --help)`, 2);
+    }
+    // one line; the stack only when asked for
+    fail(err instanceof Error ? (process.env.NETNS_LAB_DEBUG ? (err.stack ?? err.message) : err.message) : String(err));
   },
 );

@@ -1,6 +1,7 @@
 // A long-running helper (capture, event stream, server, tun holder) and the lines it printed.
 import { createInterface } from 'node:readline';
 import { type Spawned, type Step, tracked } from './exec.ts';
+import type { ProcessRef } from './registry.ts';
 import { poll } from './wait.ts';
 
 export interface Line {
@@ -19,6 +20,8 @@ export class Background {
   constructor(
     readonly proc: Spawned,
     readonly host: string | undefined,
+    /** pid and start time as recorded at spawn: a recycled pid is never taken for it */
+    readonly ref: ProcessRef,
   ) {
     for (const stream of ['stdout', 'stderr'] as const) {
       const source = proc.child[stream];

@@ -242,12 +242,3 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
   out.push('', 'echo', `echo "PASS: ${scenario.name}: breakage shown, fix applied, proof holds"`);
   return `${out.join('\n')}\n`;
 }
-
-/** The commands of a rendered demo, per phase, order-insensitive: two runs of the same scenario compare equal. */
-export function commandSignature(steps: Step[], labId: string): string[] {
-  const norm = new Normalizer(labId);
-  return steps
-    .filter((s) => s.line && !s.quiet && s.phase !== 'teardown')
-    .map((s) => `${s.stage ?? ''}/${s.phase}: ${norm.commands(s.line).replace(/netns-lab-token\d+/g, 'TOKEN')}`)
-    .sort();
-}

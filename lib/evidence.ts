@@ -79,6 +79,9 @@ export class Capture {
 
   /** Stops tcpdump with SIGINT (so it flushes) and returns every packet it printed. */
   async stop(): Promise<Packet[]> {
+    // a capture that died early saw nothing, which must not read as "no packet went by"
+    if (this.process.exited)
+      throw new Error(`tcpdump on ${this.host.name}/${this.iface} exited before it was stopped: ${this.process.text()}`);
     await this.host.lab.stop(this.process, 'SIGINT');
     return this.packets();
   }
@@ -92,10 +95,7 @@ export class Capture {
 /** Starts tcpdump on one interface and resolves once it is listening. */
 export async function capture(host: Host, iface: string, filter = ''): Promise<Capture> {
   const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? filter.split(/\s+/) : [])];
-  const proc = host.spawn(argv, { note: `capture on ${iface}`, shell: { ready: `grep -q 'listening on' "$LOG"` } });
-  const ready = await proc.waitForLine((t) => t.startsWith('listening on'), 5000);
-  if (!ready) throw new Error(`tcpdump on ${host.name}/${iface} did not start listening: ${proc.text()}`);
-  return new Capture(host, iface, proc);
+  return new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^listening on' }));
 }
 
 // ---------------------------------------------------------------- conntrack
@@ -165,16 +165,28 @@ export class ConntrackEvents {
     return line && parseConntrackEvent(line.text);
   }
 
-  /** Returns once every event the kernel emitted so far is read: netlink keeps order, so a canary inserted now comes last. */
+  private canaries = 9;
+
+  /**
+   * Inserts a canary entry from userspace, waits for its [NEW] event, deletes it. The event stream
+   * keeps order, so once the canary shows, every event the kernel emitted before it has been read.
+   */
+  async canary(timeoutMs: number): Promise<boolean> {
+    const port = String(++this.canaries);
+    const tuple = canaryTuple(port);
+    await this.host.exec(['conntrack', '-I', ...tuple, '-t', '1'], { check: false, quiet: true });
+    const seen = await this.process.waitForLine((t) => t.includes('[NEW]') && t.includes(`127.0.0.254 sport=${port} `), timeoutMs);
+    await this.host.exec(['conntrack', '-D', ...tuple], { check: false, quiet: true });
+    return seen !== undefined;
+  }
+
+  /** Returns once every event the kernel emitted so far is read. */
   async drain(): Promise<void> {
-    const canary = ['-p', 'udp', '-s', '127.0.0.254', '-d', '127.0.0.254', '--sport', '10', '--dport', '10'];
-    await this.host.exec(['conntrack', '-I', ...canary, '-t', '1'], { quiet: true });
-    const seen = await this.process.waitForLine((t) => t.includes('[NEW]') && t.includes('127.0.0.254 sport=10 '), 2000);
-    await this.host.exec(['conntrack', '-D', ...canary], { check: false, quiet: true });
-    if (!seen) throw new Error(`conntrack -E never showed its canary: ${this.summary()}`);
+    if (!(await this.canary(2000))) throw new Error(`conntrack -E never showed its canary: ${this.summary()}`);
   }
 
   async stop(): Promise<ConntrackEvent[]> {
+    if (this.process.exited) throw new Error(`conntrack -E in ${this.host.name} exited before it was stopped: ${this.process.text()}`);
     await this.host.lab.stop(this.process);
     return this.events();
   }
@@ -191,24 +203,20 @@ export class ConntrackEvents {
  * from userspace and waits for its event (conntrack -E prints no banner of its own).
  */
 export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
-  const canary = ['-p', 'udp', '-s', '127.0.0.254', '-d', '127.0.0.254', '--sport', '9', '--dport', '9'];
-  const insert = shellLine(inNetns(host.ns, ['conntrack', '-I', ...canary, '-t', '1']));
-  const remove = shellLine(inNetns(host.ns, ['conntrack', '-D', ...canary]));
+  const insert = shellLine(inNetns(host.ns, ['conntrack', '-I', ...canaryTuple('9'), '-t', '1']));
+  const remove = shellLine(inNetns(host.ns, ['conntrack', '-D', ...canaryTuple('9')]));
   const proc = host.spawn(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], {
     note: 'conntrack event stream',
     shell: { ready: `{ ${insert}; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
   });
-  await waitFor(
-    `conntrack -E in ${host.name} to subscribe`,
-    async () => {
-      await host.exec(['conntrack', '-I', ...canary, '-t', '1'], { check: false, quiet: true });
-      const seen = await proc.waitForLine((t) => t.includes('127.0.0.254') && t.includes('[NEW]'), 50);
-      await host.exec(['conntrack', '-D', ...canary], { check: false, quiet: true });
-      return seen;
-    },
-    { timeoutMs: 3000, intervalMs: 0 },
-  );
-  return new ConntrackEvents(host, proc);
+  const events = new ConntrackEvents(host, proc);
+  await waitFor(`conntrack -E in ${host.name} to subscribe`, () => events.canary(50), { timeoutMs: 3000, intervalMs: 0 });
+  return events;
+}
+
+/** A UDP entry no real traffic makes: loopback's last address to itself. */
+function canaryTuple(port: string): string[] {
+  return ['-p', 'udp', '-s', '127.0.0.254', '-d', '127.0.0.254', '--sport', port, '--dport', port];
 }
 
 // ---------------------------------------------------------------- SNMP / netstat counters

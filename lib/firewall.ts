@@ -2,7 +2,6 @@
 // Rules worth counting carry a comment; the comment is how evidence finds them.
 import type { RunResult } from './exec.ts';
 import type { Host } from './topology.ts';
-import { words } from './topology.ts';
 
 export interface RuleCounter {
   table: string;
@@ -87,21 +86,12 @@ export class Nft {
     return this.host.exec(['nft', '-f', '-'], { input: dedent(ruleset) });
   }
 
-  /** One nft command, as typed (`add rule ip nat output ...`). */
-  cmd(command: string): Promise<RunResult> {
-    return this.host.exec(['nft', ...words(command)]);
-  }
-
   async counters(): Promise<RuleCounter[]> {
     return parseNftCounters((await this.host.exec(['nft', '-j', 'list', 'ruleset'])).stdout);
   }
 
   async counter(comment: string): Promise<RuleCounter> {
     return counterOf(await this.counters(), comment);
-  }
-
-  async ruleset(): Promise<string> {
-    return (await this.host.exec(['nft', 'list', 'ruleset'], { check: false })).stdout;
   }
 }
 
@@ -139,10 +129,6 @@ export class Iptables {
 
   async counter(comment: string): Promise<RuleCounter> {
     return counterOf(await this.counters(), comment);
-  }
-
-  async save(): Promise<string> {
-    return (await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c'], { check: false })).stdout;
   }
 }
 

@@ -1,12 +1,15 @@
 // A Lab owns one run: unique names, every namespace and process it made, and their teardown.
+
+import { spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Background } from './background.ts';
 import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
 import {
   deleteNamespaceSync,
   killSync,
+  listNamespaces,
   NS_PREFIX,
   namespacePids,
   processRef,
@@ -17,6 +20,14 @@ import {
   writeRecord,
 } from './registry.ts';
 import { Host } from './topology.ts';
+
+/** The lab was torn down: whatever still polls it stops here. */
+export class TornDown extends Error {
+  constructor() {
+    super('the lab is torn down');
+    this.name = 'TornDown';
+  }
+}
 
 const liveLabs = new Set<Lab>();
 let signalsInstalled = false;
@@ -58,6 +69,7 @@ export class Lab implements AsyncDisposable {
   private readonly record: RunRecord;
   private readonly processes = new Map<Background, Step>();
   private torndown = false;
+  private readonly creating = new Set<Promise<unknown>>();
 
   private constructor(readonly scenario: string) {
     this.id = randomBytes(3).toString('hex');
@@ -98,7 +110,9 @@ export class Lab implements AsyncDisposable {
     const ns = this.nsName(name);
     this.record.namespaces.push(ns);
     writeRecord(this.record);
-    await this.run(undefined, ['ip', 'netns', 'add', ns]);
+    const adding = this.run(undefined, ['ip', 'netns', 'add', ns]);
+    this.creating.add(adding);
+    await adding.finally(() => this.creating.delete(adding));
     const host = new Host(this, name, ns);
     this.hosts.set(name, host);
     await host.ip('link set lo up');
@@ -111,15 +125,16 @@ export class Lab implements AsyncDisposable {
   }
 
   run(host: Host | undefined, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
-    if (this.torndown) throw new Error('lab is torn down');
+    if (this.torndown) return Promise.reject(new TornDown());
     return run(this.transcript, host, argv, opts);
   }
 
   /** Starts a long-running process owned by this lab; it is stopped at teardown if not before. */
   spawn(host: Host | undefined, argv: readonly string[], opts: SpawnOptions = {}): Background {
+    if (this.torndown) throw new TornDown();
     const { note, shell } = opts;
     const proc = spawn(this.transcript, host, argv, opts);
-    const bg = new Background(proc, host?.name);
+    const bg = new Background(proc, host?.name, processRef(proc.pid));
     const step = this.transcript.record({
       host: host?.name,
       line: proc.line,
@@ -133,7 +148,7 @@ export class Lab implements AsyncDisposable {
     });
     bg.step = step;
     this.processes.set(bg, step);
-    this.record.processes.push(processRef(proc.pid));
+    this.record.processes.push(bg.ref);
     writeRecord(this.record);
     return bg;
   }
@@ -181,20 +196,12 @@ export class Lab implements AsyncDisposable {
     const sections = await Promise.all(
       [...this.hosts.values()].map(async (host) => {
         const outputs = await Promise.all(
-          [
-            ['ip', '-br', 'addr'],
-            ['ip', 'route', 'show', 'table', 'all'],
-            ['ip', 'rule'],
-            ['nft', 'list', 'ruleset'],
-            ['conntrack', '-L'],
-          ].map((argv) => this.run(host, argv, { check: false })),
+          ['ip -br addr', 'ip route show table all', 'ip rule', 'nft list ruleset', 'conntrack -L'].map(async (command) => {
+            const r = await host.exec(command, { check: false });
+            return `$ ${command}\n${(r.stdout || r.stderr).trim()}`;
+          }),
         );
-        const body = outputs
-          .map(
-            (r, i) =>
-              `$ ${['ip -br addr', 'ip route show table all', 'ip rule', 'nft list ruleset', 'conntrack -L'][i]}\n${(r.stdout || r.stderr).trim()}`,
-          )
-          .join('\n');
+        const body = outputs.join('\n');
         return `## ${host.name} (${host.ns})\n${body}`;
       }),
     );
@@ -207,7 +214,10 @@ export class Lab implements AsyncDisposable {
     if (this.torndown) return;
     this.phase = 'teardown';
     await Promise.all([...this.processes.keys()].reverse().map((p) => this.stop(p)));
-    const namespaces = [...this.hosts.values()].reverse().map((h) => h.ns);
+    // a host still being created (its topology step failed beside it) appears only once `ip netns add` returns
+    await Promise.allSettled(this.creating);
+    const present = new Set(listNamespaces());
+    const namespaces = [...this.record.namespaces].reverse().filter((ns) => present.has(ns));
     // children a helper forked (socat's per-connection processes) also hold the namespace
     for (const ns of namespaces) for (const pid of namespacePids(ns)) killSync(processRef(pid), 100);
     await Promise.all(namespaces.map((ns) => this.run(undefined, ['ip', 'netns', 'del', ns], { check: false })));
@@ -217,7 +227,7 @@ export class Lab implements AsyncDisposable {
   /** The same teardown without awaiting: for signal and exit handlers. */
   teardownSync(): void {
     if (this.torndown) return;
-    for (const bg of [...this.processes.keys()].reverse()) killSync(processRef(bg.pid), 200);
+    for (const bg of [...this.processes.keys()].reverse()) if (!bg.exited) killSync(bg.ref, 200);
     for (const ns of [...this.record.namespaces].reverse()) deleteNamespaceSync(ns);
     this.finish();
   }
@@ -230,8 +240,26 @@ export class Lab implements AsyncDisposable {
     removeRecord(this.id);
   }
 
-  /** Leaves the lab up after this process exits; `netns-lab clean` removes it. */
+  /**
+   * Leaves the lab up after this process exits; `netns-lab clean` removes it. A helper that logs
+   * (socat -d -d, v2ray) would die of SIGPIPE once its pipe to us closes: a `cat` of the lab's
+   * takes over each pipe and keeps its output in the lab's directory.
+   */
   keep(): void {
+    mkdirSync(this.dir, { recursive: true });
+    for (const bg of this.processes.keys()) {
+      if (bg.exited) continue;
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const pipe = bg.proc.child[stream];
+        if (!pipe) continue;
+        pipe.pause();
+        const log = openSync(join(this.dir, `${bg.pid}.${stream}`), 'a');
+        const reader = spawnChild('cat', [], { stdio: [pipe, log, 'ignore'], detached: true });
+        reader.unref();
+        closeSync(log);
+        if (reader.pid) this.record.processes.push(processRef(reader.pid));
+      }
+    }
     this.record.kept = true;
     writeRecord(this.record);
     liveLabs.delete(this);

@@ -144,12 +144,9 @@ export async function serve(host: Host, proto: 'tcp' | 'udp', listen: string | n
   const [addr, port] = String(listen).includes(':') ? String(listen).split(':') : [undefined, String(listen)];
   const bind = addr ? `,bind=${addr}` : '';
   const address = proto === 'tcp' ? `TCP-LISTEN:${port},reuseaddr,fork${bind}` : `UDP-RECVFROM:${port},fork${bind}`;
-  const server = host.spawn(['socat', '-d', '-d', address, SERVER_PROGRAM[kind]], {
-    note: `${kind} server on ${proto}/${listen}`,
-    shell: { ready: `grep -Eq 'listening on|receiving on' "$LOG"` },
-  });
   // socat says "listening on" for TCP and "receiving on" for UDP once its socket is bound
-  const ready = await server.waitForLine((l) => /listening on|receiving on/.test(l));
-  if (!ready) throw new Error(`${proto} ${kind} server on ${host.name}:${listen} did not start: ${server.text()}`);
-  return server;
+  return host.start(['socat', '-d', '-d', address, SERVER_PROGRAM[kind]], {
+    note: `${kind} server on ${proto}/${listen}`,
+    ready: 'listening on|receiving on',
+  });
 }

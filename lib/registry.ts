@@ -4,10 +4,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? '/run/netns-lab';
+const DEFAULT_STATE_DIR = '/run/netns-lab';
+export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR;
 const NETNS_DIR = '/run/netns';
 /** Every lab namespace starts with this; the run id follows. */
 export const NS_PREFIX = 'nl-';
+/** A lab namespace: prefix, six-hex-digit run id, host name. Nothing else is ever reaped. */
+const LAB_NAMESPACE = /^nl-[0-9a-f]{6}-/;
+export const isLabNamespace = (ns: string) => LAB_NAMESPACE.test(ns);
 
 export interface ProcessRef {
   pid: number;
@@ -74,7 +78,7 @@ export function readRecords(): RunRecord[] {
     try {
       records.push(JSON.parse(readFileSync(join(STATE_DIR, file), 'utf8')) as RunRecord);
     } catch {
-      // half-written by a run killed mid-write: its namespaces are found by prefix below
+      // unreadable: its namespaces count as unclaimed below
     }
   }
   return records;
@@ -133,7 +137,7 @@ export function leftovers(): { namespaces: string[]; processes: number[] } {
   const records = readRecords();
   const claimed = new Set(records.filter((r) => isAlive(r.owner) || r.kept).flatMap((r) => r.namespaces));
   return {
-    namespaces: namespaces.filter((ns) => ns.startsWith(NS_PREFIX) && !claimed.has(ns)).sort(),
+    namespaces: namespaces.filter((ns) => isLabNamespace(ns) && !claimed.has(ns)).sort(),
     processes: records
       .filter((r) => !isAlive(r.owner) && !r.kept)
       .flatMap((r) => r.processes)
@@ -154,6 +158,8 @@ export interface Reaped {
  */
 export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
   const reaped: Reaped = { runs: [], namespaces: [], processes: [] };
+  // records elsewhere (a test's own state directory) do not list the machine's live runs
+  if (STATE_DIR !== DEFAULT_STATE_DIR) return reaped;
   // namespaces before records: a live run records a namespace before creating it, so every namespace
   // listed now is claimed by the records read next (the other order races with a live run's next host)
   const namespaces = listNamespaces();
@@ -173,7 +179,7 @@ export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
     reaped.runs.push(record.id);
   }
   for (const ns of namespaces) {
-    if (ns.startsWith(NS_PREFIX) && !live.has(ns)) {
+    if (isLabNamespace(ns) && !live.has(ns)) {
       reaped.processes.push(...namespacePids(ns));
       deleteNamespaceSync(ns);
       reaped.namespaces.push(ns);

@@ -1,6 +1,7 @@
 // What a scenario needs from the machine, and how to get it when it is missing.
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { join } from 'node:path';
 
 /** Tools the scenarios use, with the Debian/Ubuntu package that provides each. */
@@ -25,14 +26,16 @@ export const FEATURES = {
   tun: { probe: () => existsSync('/dev/net/tun'), hint: 'the tun driver (CONFIG_TUN) and /dev/net/tun' },
   'bridge-netfilter': {
     probe: () => existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables'),
-    hint: 'br_netfilter (modprobe br_netfilter, or CONFIG_BRIDGE_NETFILTER)',
+    // its sysctls exist only once the module is loaded; loading it is a machine-wide change, left to setup
+    hint: 'br_netfilter loaded (modprobe br_netfilter; scripts/setup.mjs does it)',
   },
   conntrack: {
-    probe: () => existsSync('/proc/net/nf_conntrack') || existsSync('/proc/sys/net/netfilter/nf_conntrack_max'),
+    // loaded, or a module the kernel loads by itself the first time a rule needs it
+    probe: () => existsSync('/proc/sys/net/netfilter/nf_conntrack_max') || kernelHasModule('nf_conntrack'),
     hint: 'nf_conntrack (CONFIG_NF_CONNTRACK)',
   },
   tproxy: {
-    probe: () => /\bTPROXY\b/.test(readTargets()) || kernelConfigHas('CONFIG_NETFILTER_XT_TARGET_TPROXY'),
+    probe: () => /\bTPROXY\b/.test(readTargets()) || kernelHasModule('xt_TPROXY') || kernelConfigHas('CONFIG_NETFILTER_XT_TARGET_TPROXY'),
     hint: 'the TPROXY target (xt_TPROXY, CONFIG_NETFILTER_XT_TARGET_TPROXY)',
   },
 } as const;
@@ -41,10 +44,22 @@ export type Feature = keyof typeof FEATURES;
 
 function readTargets(): string {
   try {
-    return execFileSync('cat', ['/proc/net/ip_tables_targets'], { encoding: 'utf8' });
+    return readFileSync('/proc/net/ip_tables_targets', 'utf8');
   } catch {
     return '';
   }
+}
+
+/** A module of the running kernel, built in or loadable (modules.builtin / modules.dep). */
+function kernelHasModule(name: string): boolean {
+  const dir = `/lib/modules/${release()}`;
+  return ['modules.builtin', 'modules.dep'].some((file) => {
+    try {
+      return new RegExp(`/${name}\\.ko`).test(readFileSync(join(dir, file), 'utf8'));
+    } catch {
+      return false;
+    }
+  });
 }
 
 function kernelConfigHas(option: string): boolean {

@@ -34,8 +34,12 @@ export interface Stage<C> {
   /** Omitted when the breakage is already in place (a later stage of the same failing connection). */
   break?(ctx: C): Promise<void>;
   evidence(ctx: C, check: Check): Promise<void>;
-  /** A stage without a fix is an observation: its evidence must still be able to fail (see `control`). */
   fix?(ctx: C): Promise<void>;
+  /**
+   * For an observation (a stage without a fix): a change that must make its evidence fail.
+   * verify applies it before the evidence, as it applies a fix before the break.
+   */
+  control?(ctx: C): Promise<void>;
   proof?(ctx: C, check: Check): Promise<void>;
 }
 
@@ -118,6 +122,14 @@ export interface RunOptions {
   onProgress?: (e: ProgressEvent) => void;
 }
 
+/** The verify runs a scenario needs besides as-written: without each fix, and each fix (or control) first. */
+export function verifyTargets(s: Scenario): { mode: Mode; target: string }[] {
+  return s.stages.flatMap((st) => [
+    ...(st.fix ? [{ mode: 'without-fix' as Mode, target: st.name }] : []),
+    ...(st.fix || st.control ? [{ mode: 'fix-first' as Mode, target: st.name }] : []),
+  ]);
+}
+
 export function stagesWithFix(s: Scenario): Stage<unknown>[] {
   return s.stages.filter((st) => st.fix);
 }
@@ -177,9 +189,10 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
       const isTarget = stage.name === target;
       let phase: Phase = 'break';
       try {
-        if (isTarget && mode === 'fix-first' && stage.fix) {
+        const preventive = stage.fix ?? stage.control;
+        if (isTarget && mode === 'fix-first' && preventive) {
           phase = 'fix';
-          await timed('fix', stage.name, () => stage.fix!(ctx));
+          await timed('fix', stage.name, () => preventive.call(stage, ctx));
         }
         if (stage.break) {
           phase = 'break';

@@ -27,6 +27,19 @@ export class Host {
     return this.lab.spawn(this, typeof command === 'string' ? words(command) : command, opts);
   }
 
+  /**
+   * Starts a helper and resolves once it prints a line matching `ready`, an extended regular
+   * expression read the same by JavaScript and by `grep -E` (the demo script waits on it too).
+   */
+  async start(command: readonly string[], opts: { note: string; ready: string; timeoutMs?: number }): Promise<Background> {
+    const proc = this.spawn(command, { note: opts.note, shell: { ready: `grep -Eq '${opts.ready}' "$LOG"` } });
+    const pattern = new RegExp(opts.ready);
+    if (!(await proc.waitForLine((l) => pattern.test(l), opts.timeoutMs ?? 5000))) {
+      throw new Error(`${opts.note} in ${this.name} did not become ready: ${proc.text() || '(no output)'}`);
+    }
+    return proc;
+  }
+
   /** `ip` commands in this namespace; several lines go through one `ip -batch`. */
   ip(...lines: string[]): Promise<RunResult> {
     if (lines.length === 1) return this.exec(['ip', ...words(lines[0] as string)]);
@@ -36,10 +49,6 @@ export class Host {
   /** Sets sysctls inside this namespace (net.* are per namespace; the machine's own are never touched). */
   sysctl(values: Record<string, string | number>): Promise<RunResult> {
     return this.exec(['sysctl', '-qw', ...Object.entries(values).map(([k, v]) => `${k}=${v}`)]);
-  }
-
-  async readSysctl(key: string): Promise<string> {
-    return (await this.exec(['sysctl', '-n', key])).stdout.trim();
   }
 
   /** A bridge with optional address and ports (ports must already exist in this host). */
@@ -68,21 +77,6 @@ export class Host {
       return res.ok && (JSON.parse(res.stdout)[0]?.flags as string[] | undefined)?.includes('LOWER_UP');
     });
     return holder;
-  }
-
-  /** Addresses of this host as `ip -j addr` reports them. */
-  async state(): Promise<Record<string, unknown>> {
-    const [addr, route, rule] = await Promise.all(
-      ['addr', 'route show table all', 'rule'].map((what) => this.exec(['ip', '-j', ...words(what)], { check: false })),
-    );
-    const parse = (r: RunResult | undefined) => {
-      try {
-        return JSON.parse(r?.stdout ?? '');
-      } catch {
-        return r?.stdout;
-      }
-    };
-    return { addr: parse(addr), route: parse(route), rule: parse(rule) };
   }
 }
 

@@ -26,7 +26,14 @@ export async function poll<T>(
   const interval = opts.intervalMs ?? 10;
   for (;;) {
     if (opts.signal?.aborted) return undefined;
-    const value = await probe();
+    let value: T | undefined | false;
+    try {
+      value = await probe();
+    } catch (err) {
+      // a watcher still polling a lab that is gone has nothing left to report
+      if (err instanceof Error && err.name === 'TornDown') return undefined;
+      throw err;
+    }
     if (value !== undefined && value !== false) return value;
     if (performance.now() >= deadline || opts.signal?.aborted) return undefined;
     await new Promise((r) => setTimeout(r, interval));

@@ -27,6 +27,7 @@
 import { capture, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
 import { Nft } from '../lib/firewall.ts';
 import { describe, serve, tcp } from '../lib/probe.ts';
+import { cidrComplement } from '../lib/routes.ts';
 import { type Check, defineScenario } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
 
@@ -44,29 +45,6 @@ export const ROUTE_EXCLUDE = [
   '172.16.0.0/12',
   '192.168.0.0/16',
 ];
-
-/** mihomo's table 2022: the fewest CIDRs covering 0.0.0.0/0 minus `excluded`, in address order. */
-export function routeComplement(excluded: readonly string[]): string[] {
-  const ranges = excluded.map((cidr) => {
-    const [addr = '', len = ''] = cidr.split('/');
-    const start = addr.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
-    return [start, start + 2 ** (32 - Number(len)) - 1] as const;
-  });
-  const dotted = (n: number) => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
-  const routes: string[] = [];
-  const cover = (start: number, len: number): void => {
-    const end = start + 2 ** (32 - len) - 1;
-    if (ranges.some(([s, e]) => s <= start && end <= e)) return;
-    if (!ranges.some(([s, e]) => s <= end && start <= e)) {
-      routes.push(`${dotted(start)}/${len}`);
-      return;
-    }
-    cover(start, len + 1);
-    cover(start + 2 ** (31 - len), len + 1);
-  };
-  cover(0, 0);
-  return routes;
-}
 
 interface Ctx {
   client: Host;
@@ -96,7 +74,6 @@ async function synAckIntoTun({ client, host }: Ctx, check: Check): Promise<void>
     'the client is still in SYN-SENT after it: no SYN-ACK reached the client',
     waiting?.stdout.trim() || 'no socket in SYN-SENT',
   );
-  check.that(result.outcome === 'timeout' && !result.echoed, "the client's connection hangs (no answer, no error)", describe(result));
 }
 
 /** The client reaches the pod through the router's port forward, and the pod sees the client's own address. */
@@ -213,7 +190,7 @@ export default defineScenario<Ctx>({
           'rule add from 0.0.0.0 iif lo lookup 2022 pref 9003',
           'rule add from 198.18.0.0/30 iif lo lookup 2022 pref 9003',
           'rule add nop pref 9010',
-          ...routeComplement(ROUTE_EXCLUDE).map((cidr) => `route add ${cidr} via 198.18.0.2 dev Meta table 2022`),
+          ...cidrComplement(ROUTE_EXCLUDE).map((cidr) => `route add ${cidr} via 198.18.0.2 dev Meta table 2022`),
         );
       },
 

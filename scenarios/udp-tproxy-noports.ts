@@ -101,10 +101,7 @@ const remoteConfig = (ip: string) => `{
  */
 async function v2ray(host: Host, file: string, config: string, note: string): Promise<Background> {
   const path = host.lab.writeFile(file, config);
-  const proc = host.spawn(['v2ray', '-config', path], { note, shell: { ready: `grep -q 'V2Ray .* started' "$LOG"` } });
-  const ready = await proc.waitForLine((l) => /V2Ray \S+ started/.test(l), 5000);
-  if (!ready) throw new Error(`v2ray in ${host.name} did not start: ${proc.text()}`);
-  return proc;
+  return host.start(['v2ray', '-config', path], { note, ready: 'V2Ray [^ ]+ started' });
 }
 
 const viaOwnExit = (results: ProbeResult[]) => results.every((r, i) => r.echoed && r.payload.endsWith(`from ${EXITS[i]}`));

@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { Phase } from '../lib/exec.ts';
+import { PHASES } from '../lib/exec.ts';
 import { isRoot } from '../lib/requirements.ts';
 import { runScenario, type ScenarioResult } from '../lib/scenario.ts';
 import { scenarios } from '../scenarios/index.ts';
@@ -20,7 +20,6 @@ if (!isRoot()) {
   process.exit(1);
 }
 
-const PHASES: Phase[] = ['topology', 'break', 'evidence', 'fix', 'proof', 'teardown'];
 const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return { min: s[0] ?? 0, median: s[Math.floor(s.length / 2)] ?? 0, max: s.at(-1) ?? 0 };

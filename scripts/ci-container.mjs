@@ -73,12 +73,16 @@ await phase('install', async () => {
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
     await $({ env })`apt-get update -qq`;
     await $({ env })`apt-get install -y -qq --no-install-recommends ${missing}`;
+    // nor at the next boot: an engine with default flags would add docker0, NAT rules and ip_forward=1
+    if (missing.includes('docker.io') && (await which('systemctl', { nothrow: true }))) {
+      await $`systemctl disable docker.service docker.socket containerd.service`.nothrow();
+    }
   } finally {
     if (ownPolicy) unlinkSync(policy);
   }
 });
 
-// ---- 3. an engine of our own --------------------------------------------------------------------
+// ---- 2. an engine of our own --------------------------------------------------------------------
 const dir = mkdtempSync(join(tmpdir(), 'netns-lab-docker-'));
 const dataRoot = process.env.NETNS_LAB_DOCKER_DATA_ROOT || join(dir, 'data');
 const socket = join(dir, 'docker.sock');
@@ -195,7 +199,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
-// ---- 4-5. image, suite ---------------------------------------------------------------------------
+// ---- 3-4. image, suite ---------------------------------------------------------------------------
 try {
   await phase('dockerd start', startEngine);
   const env = { ...process.env, DOCKER_HOST, NETNS_LAB_IMAGE: 'netns-lab:offline' };
@@ -203,6 +207,7 @@ try {
     say('pnpm install (node_modules missing)');
     await $({ cwd: root, stdio: 'inherit' })`pnpm install --frozen-lockfile`;
   }
+  if (signalled) throw new Error(`${signalled} before the image build`);
   const image = await phase('image', async () => {
     current = $({ cwd: root, env, stdio: 'inherit' })`pnpm --silent image:offline`.nothrow();
     return current;
@@ -219,7 +224,7 @@ try {
   say(chalk.red(err.message));
   exitCode = 1;
 } finally {
-  // ---- 6. stop what we started ----------------------------------------------------------------------
+  // ---- 5. stop what we started ----------------------------------------------------------------------
   await phase('dockerd stop', stopEngine);
   cleanupDir();
 }

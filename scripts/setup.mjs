@@ -2,7 +2,7 @@
 // Installs what the scenarios need on a Debian/Ubuntu machine, then runs them.
 //   npx --yes zx@8.8.5 scripts/setup.mjs              install what is missing, run the scenarios
 //   npx --yes zx@8.8.5 scripts/setup.mjs --install-only
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 
 // zx globals: $, argv, cd, chalk, echo, which (no import: this runs before node_modules exists)
 
@@ -23,6 +23,12 @@ const PACKAGES = {
   v2ray: 'v2ray',
 };
 
+const nodeMajor = Number(process.versions.node.split('.')[0]);
+if (nodeMajor < 20) {
+  echo(chalk.red(`setup: Node.js ${process.versions.node} is too old: netns-lab needs Node.js 20 or later (https://nodejs.org)`));
+  process.exit(1);
+}
+
 if (process.getuid() !== 0) {
   echo(chalk.red('setup: run as root (apt-get, and the scenarios need CAP_NET_ADMIN): sudo npx --yes zx@8.8.5 scripts/setup.mjs'));
   process.exit(1);
@@ -37,6 +43,17 @@ if (missing.length) {
   await $({ env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })`apt-get install -y -qq --no-install-recommends ${pkgs}`;
 } else {
   echo('setup: Debian packages present');
+}
+
+// Bridge netfilter's sysctls (per namespace) exist only once br_netfilter is loaded. Loading it is a
+// machine-wide change (bridges in the root namespace start calling iptables), so setup says so.
+if (!existsSync('/proc/sys/net/bridge')) {
+  const loaded = await $`modprobe br_netfilter`.nothrow();
+  echo(
+    loaded.exitCode === 0
+      ? 'setup: loaded br_netfilter (udp-tproxy-noports and bridge-conntrack-rst need bridge netfilter)'
+      : chalk.yellow(`setup: could not load br_netfilter (${loaded.stderr.trim()}): two scenarios will be skipped`),
+  );
 }
 
 const pnpmVersion = JSON.parse(readFileSync('package.json', 'utf8')).packageManager.split('@')[1];
