@@ -41,8 +41,8 @@ phase "topology"
 ip netns add $L-container
 ip netns add $L-host
 ip netns add $L-internet
-ip -n $L-container link set lo up
 ip -n $L-host link set lo up
+ip -n $L-container link set lo up
 ip -n $L-internet link set lo up
 ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/80
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
@@ -54,12 +54,12 @@ ip -n $L-container -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.122.10/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-internet -batch - <<'NETNS_LAB_EOF'
-addr add 198.51.100.1/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 198.51.100.2/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-internet -batch - <<'NETNS_LAB_EOF'
+addr add 198.51.100.1/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
@@ -75,16 +75,15 @@ ip -n $L-container route add default via 192.168.122.1
 ip netns exec $L-host iptables-nft -w -t nat -A POSTROUTING -s 192.168.122.0/24 '!' -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE
 
 phase "evidence"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i veth-c tcp and dst host 198.51.100.1 >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # capture on veth-c
-ready h2 'grep -q '"'"'listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -i veth-c '(tcp' and dst host '198.51.100.1)' or icmp >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # capture on veth-c
+ready h2 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eth0 tcp or icmp >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
-ready h3 'grep -q '"'"'listening on'"'"' "$LOG"'
+ready h3 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80,connect-timeout=1 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: 1 packet(s)
 # the host counts the SYN in Ip InAddrErrors: InAddrErrors +1
 # nothing on the uplink: 0 packet(s) on eth0: 
-# no ICMP error back to the container (a silent drop): 0 ICMP packet(s)
-# no answer reaches the container: tcp container -> 198.51.100.1:80: timeout
+# no ICMP error back to the container: a silent drop: 0 ICMP packet(s) on veth-c, Icmp OutDestUnreachs +0
 stop h2
 stop h3
 

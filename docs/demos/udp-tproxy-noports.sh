@@ -69,12 +69,17 @@ ip -n $L-host link set vc1 up
 ip -n $L-host link set vc2 up
 ip -n $L-inet link set p0 up
 ip -n $L-inet link set p1 up
+ip -n $L-inet link set p2 up
 ip -n $L-c0 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.10/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-c1 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.11/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
+addr add 203.0.113.11/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-hk0 -batch - <<'NETNS_LAB_EOF'
@@ -85,16 +90,11 @@ ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.12/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
-addr add 203.0.113.11/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
-ip -n $L-inet link set p2 up
-ip -n $L-inet link set ph up
 ip -n $L-hk2 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.12/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
+ip -n $L-inet link set ph up
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.2/24 dev eth0
 link set eth0 up
@@ -107,6 +107,17 @@ ip -n $L-inet addr add 198.51.100.7/32 dev lo
 ip -n $L-hk0 route add default via 203.0.113.1
 ip -n $L-hk1 route add default via 203.0.113.1
 ip -n $L-hk2 route add default via 203.0.113.1
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+link add br0 type bridge
+addr add 10.8.0.1/24 dev br0
+link set vc0 master br0
+link set vc0 up
+link set vc1 master br0
+link set vc1 up
+link set vc2 master br0
+link set vc2 up
+link set br0 up
+NETNS_LAB_EOF
 ip -n $L-inet -batch - <<'NETNS_LAB_EOF'
 link add ix type bridge
 addr add 203.0.113.1/24 dev ix
@@ -119,17 +130,6 @@ link set p1 up
 link set p2 master ix
 link set p2 up
 link set ix up
-NETNS_LAB_EOF
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add br0 type bridge
-addr add 10.8.0.1/24 dev br0
-link set vc0 master br0
-link set vc0 up
-link set vc1 master br0
-link set vc1 up
-link set vc2 master br0
-link set vc2 up
-link set br0 up
 NETNS_LAB_EOF
 cat > "$W/host.json" <<'NETNS_LAB_EOF'
 {
@@ -158,7 +158,7 @@ cat > "$W/host.json" <<'NETNS_LAB_EOF'
 }
 NETNS_LAB_EOF
 ip netns exec $L-host v2ray -config $W/host.json >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # v2ray: dokodemo-door on 10.8.0.1:10900, a socks tunnel per container
-ready h1 'grep -q '"'"'V2Ray .* started'"'"' "$LOG"'
+ready h1 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
 cat > "$W/hk0.json" <<'NETNS_LAB_EOF'
 {
   "log": { "loglevel": "warning", "access": "", "error": "" },
@@ -167,7 +167,7 @@ cat > "$W/hk0.json" <<'NETNS_LAB_EOF'
 }
 NETNS_LAB_EOF
 ip netns exec $L-hk0 v2ray -config $W/hk0.json >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # v2ray on hk0: socks in, freedom out
-ready h2 'grep -q '"'"'V2Ray .* started'"'"' "$LOG"'
+ready h2 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
 cat > "$W/hk1.json" <<'NETNS_LAB_EOF'
 {
   "log": { "loglevel": "warning", "access": "", "error": "" },
@@ -176,7 +176,7 @@ cat > "$W/hk1.json" <<'NETNS_LAB_EOF'
 }
 NETNS_LAB_EOF
 ip netns exec $L-hk1 v2ray -config $W/hk1.json >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # v2ray on hk1: socks in, freedom out
-ready h3 'grep -q '"'"'V2Ray .* started'"'"' "$LOG"'
+ready h3 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
 cat > "$W/hk2.json" <<'NETNS_LAB_EOF'
 {
   "log": { "loglevel": "warning", "access": "", "error": "" },
@@ -185,7 +185,7 @@ cat > "$W/hk2.json" <<'NETNS_LAB_EOF'
 }
 NETNS_LAB_EOF
 ip netns exec $L-hk2 v2ray -config $W/hk2.json >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # v2ray on hk2: socks in, freedom out
-ready h4 'grep -q '"'"'V2Ray .* started'"'"' "$LOG"'
+ready h4 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
 ip netns exec $L-inet socat -d -d TCP-LISTEN:7,reuseaddr,fork,bind=198.51.100.7 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # whoami server on tcp/198.51.100.7:7
 ready h5 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip netns exec $L-inet socat -d -d UDP-RECVFROM:7,fork,bind=198.51.100.7 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # whoami server on udp/198.51.100.7:7
