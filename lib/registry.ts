@@ -93,6 +93,11 @@ export function listNamespaces(): string[] {
   }
 }
 
+/** Blocks this thread (teardown in a signal or exit handler cannot await). */
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /** Stops a process we own: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
 export function killSync(ref: ProcessRef, graceMs = 300): void {
   if (!isAlive(ref)) return;
@@ -102,11 +107,14 @@ export function killSync(ref: ProcessRef, graceMs = 300): void {
     return;
   }
   const deadline = Date.now() + graceMs;
-  while (isAlive(ref) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  while (isAlive(ref) && Date.now() < deadline) sleepSync(10);
   if (isAlive(ref)) {
     try {
       process.kill(ref.pid, 'SIGKILL');
     } catch {}
+    // gone once it is a zombie: SIGKILL takes effect as the process leaves the kernel
+    const until = Date.now() + 1000;
+    while (isAlive(ref) && Date.now() < until) sleepSync(5);
   }
 }
 
