@@ -1,7 +1,7 @@
 // Run records on disk: which namespaces and processes a run owns, and which runs are dead.
 // A process is identified by pid AND start time, so a recycled pid is never mistaken for ours.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const DEFAULT_STATE_DIR = '/run/netns-lab';
@@ -12,6 +12,14 @@ export const NS_PREFIX = 'nl-';
 /** A lab namespace: prefix, six-hex-digit run id, host name. Nothing else is ever reaped. */
 const LAB_NAMESPACE = /^nl-[0-9a-f]{6}-/;
 export const isLabNamespace = (ns: string) => LAB_NAMESPACE.test(ns);
+/** An exported demo script's namespace carries its shell's pid: `nlsh<pid>-<host>`. */
+const SCRIPT_NAMESPACE = /^nlsh(\d+)-/;
+
+/** A namespace a demo script left when it was killed before its trap ran (its shell is gone). */
+function isOrphanedScriptNamespace(ns: string): boolean {
+  const pid = SCRIPT_NAMESPACE.exec(ns)?.[1];
+  return pid !== undefined && startTime(Number(pid)) === undefined;
+}
 
 export interface ProcessRef {
   pid: number;
@@ -66,13 +74,16 @@ export function removeRecord(id: string): void {
   rmSync(join(STATE_DIR, `${id}.json`), { force: true });
 }
 
-export function readRecords(): RunRecord[] {
-  let files: string[];
+function readdirSafe(dir: string): string[] {
   try {
-    files = readdirSync(STATE_DIR).filter((f) => f.endsWith('.json'));
+    return readdirSync(dir);
   } catch {
     return [];
   }
+}
+
+export function readRecords(): RunRecord[] {
+  const files = readdirSafe(STATE_DIR).filter((f) => f.endsWith('.json'));
   const records: RunRecord[] = [];
   for (const file of files) {
     try {
@@ -86,11 +97,7 @@ export function readRecords(): RunRecord[] {
 
 /** Named network namespaces: `ip netns` keeps one bind mount each in /run/netns (read directly: no spawn). */
 export function listNamespaces(): string[] {
-  try {
-    return readdirSync(NETNS_DIR);
-  } catch {
-    return [];
-  }
+  return readdirSafe(NETNS_DIR);
 }
 
 /** Blocks this thread (teardown in a signal or exit handler cannot await). */
@@ -145,7 +152,7 @@ export function leftovers(): { namespaces: string[]; processes: number[] } {
   const records = readRecords();
   const claimed = new Set(records.filter((r) => isAlive(r.owner) || r.kept).flatMap((r) => r.namespaces));
   return {
-    namespaces: namespaces.filter((ns) => isLabNamespace(ns) && !claimed.has(ns)).sort(),
+    namespaces: namespaces.filter((ns) => (isLabNamespace(ns) && !claimed.has(ns)) || isOrphanedScriptNamespace(ns)).sort(),
     processes: records
       .filter((r) => !isAlive(r.owner) && !r.kept)
       .flatMap((r) => r.processes)
@@ -187,12 +194,17 @@ export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
     reaped.runs.push(record.id);
   }
   for (const ns of namespaces) {
-    if (isLabNamespace(ns) && !live.has(ns)) {
+    if ((isLabNamespace(ns) && !live.has(ns)) || isOrphanedScriptNamespace(ns)) {
       reaped.processes.push(...namespacePids(ns));
       deleteNamespaceSync(ns);
       reaped.namespaces.push(ns);
     }
   }
   for (const id of reaped.runs) removeRecord(id);
+  // a record half-written by a run killed before its rename: older than any write takes
+  for (const file of readdirSafe(STATE_DIR)) {
+    const path = join(STATE_DIR, file);
+    if (file.endsWith('.tmp') && Date.now() - statSync(path).mtimeMs > 10_000) rmSync(path, { force: true });
+  }
   return reaped;
 }
