@@ -31,11 +31,23 @@ export class Background {
         for (const l of this.listeners) l();
       });
     }
-    void proc.child.then(() => {
-      this.exited = true;
-      for (const l of this.listeners) l();
+    // the process' own exit, not its pipes' end: children it forked (socat's per-connection
+    // processes) keep the pipes open after it is gone
+    this.whenExited = new Promise((resolve) => {
+      proc.child.once('exit', () => {
+        this.exited = true;
+        for (const l of this.listeners) l();
+        resolve();
+      });
     });
+    this.whenClosed = new Promise((resolve) => proc.child.once('close', () => resolve()));
+    // execa's own promise settles once the pipes close; nothing else awaits it
+    void proc.child.catch(() => {});
   }
+
+  readonly whenExited: Promise<void>;
+  /** Every pipe closed: all its output has been read. */
+  readonly whenClosed: Promise<void>;
 
   get pid(): number {
     return this.proc.pid;

@@ -21,6 +21,18 @@ import {
 } from './registry.ts';
 import { Host } from './topology.ts';
 
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/**
+ * Signals a helper and every process it forked: it was spawned detached, as the leader of a
+ * session and process group of its own, which only it and its children are in.
+ */
+function signalGroup(bg: Background, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-bg.pid, signal);
+  } catch {}
+}
+
 /** The lab was torn down: whatever still polls it stops here. */
 export class TornDown extends Error {
   constructor() {
@@ -160,17 +172,15 @@ export class Lab implements AsyncDisposable {
     this.processes.delete(bg);
     const proc = bg.proc;
     if (!bg.exited) {
-      try {
-        process.kill(proc.pid, signal);
-      } catch {}
-      const killer = setTimeout(() => {
-        try {
-          process.kill(proc.pid, 'SIGKILL');
-        } catch {}
-      }, 1000);
-      await tracked(`stopping (${signal}) ${proc.line}`, proc.child);
+      signalGroup(bg, signal);
+      const killer = setTimeout(() => signalGroup(bg, 'SIGKILL'), 1000);
+      await tracked(`stopping (${signal}) ${proc.line}`, bg.whenExited);
       clearTimeout(killer);
     }
+    // what it forked goes with it (it was spawned as the leader of its own process group);
+    // then its pipes close and the last lines it wrote are read
+    signalGroup(bg, 'SIGKILL');
+    await tracked(`reading the last output of ${proc.line}`, Promise.race([bg.whenClosed, delay(1000)]));
     step.stdout = bg.text('stdout');
     step.stderr = bg.text('stderr');
     step.exitCode = proc.child.exitCode ?? null;
