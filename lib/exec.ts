@@ -56,17 +56,37 @@ export class Transcript {
   }
 }
 
-/** A command that failed, as data. */
+/** A command that failed, as data: its exit code, or why it has none (timed out, not found, killed). */
 export class CommandError extends Error {
   constructor(
     readonly line: string,
     readonly exitCode: number | null,
     readonly stderr: string,
     readonly stdout: string,
+    /** Why there is no exit code: execa's reason, e.g. "Command timed out after 15000 milliseconds". */
+    readonly reason?: string,
   ) {
-    super(`command failed (exit ${exitCode}): ${line}\n${(stderr || stdout).trim()}`);
+    const how = exitCode === null ? (reason ?? 'no exit code') : `exit ${exitCode}`;
+    const output = (stderr || stdout).trim();
+    super(`command failed (${how}): ${line}${output ? `\n${output}` : ''}`);
     this.name = 'CommandError';
   }
+}
+
+/** Why execa's result has no exit code, in one line (undefined when it has one). */
+export function failureReason(result: {
+  exitCode?: number;
+  timedOut?: boolean;
+  signal?: string;
+  code?: string;
+  originalMessage?: string;
+  shortMessage?: string;
+}): string | undefined {
+  if (result.exitCode !== undefined) return undefined;
+  if (result.timedOut) return 'timed out';
+  if (result.code === 'ENOENT') return 'command not found';
+  if (result.signal) return `killed by ${result.signal}`;
+  return result.originalMessage || result.shortMessage || 'no exit code';
 }
 
 export interface RunOptions {
@@ -158,10 +178,7 @@ export async function run(
   };
   const recorded = transcript.record(step);
   const ok = exitCode === 0;
-  if (!ok && opts.check !== false) {
-    const reason = result.failed && exitCode === undefined ? `${result.shortMessage}` : step.stderr;
-    throw new CommandError(line, exitCode, reason, step.stdout);
-  }
+  if (!ok && opts.check !== false) throw new CommandError(line, exitCode, step.stderr, step.stdout, failureReason(result));
   return { exitCode, stdout: step.stdout, stderr: step.stderr, ok, step: recorded };
 }
 
@@ -189,7 +206,7 @@ export function spawn(
     // Own process group: a Ctrl-C on the terminal reaches the lab, which stops helpers itself.
     detached: true,
   });
-  if (child.pid === undefined) throw new CommandError(shellLine(full), null, 'spawn failed', '');
+  if (child.pid === undefined) throw new CommandError(shellLine(full), null, '', '', 'spawn failed');
   child.unref();
   return { pid: child.pid, line: shellLine(full), child };
 }
