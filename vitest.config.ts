@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { deadline } from './lib/time.ts';
 
 export default defineConfig({
   test: {
@@ -15,9 +16,9 @@ export default defineConfig({
         test: {
           name: 'scenarios',
           include: ['test/scenarios/**/*.test.ts'],
-          // scenarios wait on kernel evidence; each is bounded by its own short deadlines
-          testTimeout: 60_000,
-          hookTimeout: 30_000,
+          // scenarios wait on kernel evidence, each bounded by its own deadlines; all scale with the time base
+          testTimeout: deadline('scenarioTest'),
+          hookTimeout: deadline('hook'),
           setupFiles: ['test/scenarios/setup.ts'],
         },
       },

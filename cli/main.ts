@@ -13,13 +13,17 @@ import {
   counts,
   explainResult,
   type Mode,
+  outcomeLabel,
   type ProgressEvent,
+  RERUN_POLICY,
+  runConfirmed,
   runScenario,
   type Scenario,
   type ScenarioResult,
   verdict,
   verifyTargets,
 } from '../lib/scenario.ts';
+import { describeTimeBase } from '../lib/time.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';
 
 const USAGE = `usage: netns-lab <command> [options]
@@ -70,7 +74,7 @@ function preflight(selected: Scenario[]): void {
 
 const color = process.stderr.isTTY && !process.env.NO_COLOR;
 const paint = (code: number, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
-const OUTCOME_COLOR: Record<string, number> = { pass: 32, skipped: 33, 'not reproduced': 31, 'fix ineffective': 31, error: 31 };
+const OUTCOME_COLOR: Record<string, number> = { pass: 32, skipped: 33, flaky: 33, 'not reproduced': 31, 'fix ineffective': 31, error: 31 };
 
 function progress(e: ProgressEvent): void {
   const where = e.stage && e.stage !== e.scenario ? `${e.scenario}/${e.stage}` : e.scenario;
@@ -80,8 +84,22 @@ function progress(e: ProgressEvent): void {
 }
 
 function printResult(result: ScenarioResult): void {
-  const headline = `${result.scenario}: ${paint(OUTCOME_COLOR[result.outcome] ?? 0, result.outcome)} (${Math.round(result.ms)} ms)`;
+  const mode = result.mode === 'as-written' ? '' : ` ${result.mode}${result.target ? ` ${result.target}` : ''}`;
+  const headline = `${result.scenario}${mode}: ${paint(OUTCOME_COLOR[result.outcome] ?? 0, outcomeLabel(result))} (${Math.round(result.ms)} ms)`;
   process.stdout.write(`${explainResult(result, { headline })}\n`);
+}
+
+/** The time base and the rerun policy, before any run: both decide how a verdict is reached. */
+function printPolicy(): void {
+  process.stderr.write(`${paint(2, describeTimeBase())}\n${paint(2, `rerun policy: ${RERUN_POLICY}`)}\n`);
+}
+
+/** Said when a run did not give the expected verdict and is run again before anything is reported. */
+function announceRerun(first: ScenarioResult): void {
+  const mode = first.mode === 'as-written' ? '' : ` ${first.mode}${first.target ? ` ${first.target}` : ''}`;
+  process.stderr.write(
+    `  ${paint(33, 'rerun')} ${first.scenario}${mode}: ${first.outcome} on the first run (${first.message}); rerunning in a fresh lab\n`,
+  );
 }
 
 function table(rows: string[][]): string {
@@ -113,10 +131,11 @@ async function pool<T, R>(items: T[], limit: number, job: (item: T) => Promise<R
 
 async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
   preflight(selected);
+  printPolicy();
   const results: ScenarioResult[] = [];
   for (const scenario of selected) {
     process.stderr.write(`${paint(1, scenario.name)}: ${scenario.title}\n`);
-    const result = await runScenario(scenario, { keepAfterEvidence: keep, onProgress: progress });
+    const result = await runConfirmed(scenario, { keepAfterEvidence: keep, onProgress: progress, onRerun: announceRerun });
     printResult(result);
     results.push(result);
     if (keep && result.outcome === 'pass') {
@@ -131,7 +150,7 @@ async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
   }
   if (results.length > 1) {
     process.stdout.write(
-      `\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, r.outcome, String(Math.round(r.ms))])])}\n`,
+      `\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, outcomeLabel(r), String(Math.round(r.ms))])])}\n`,
     );
   }
   return results.every(counts) ? 0 : 1;
@@ -140,7 +159,7 @@ async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
 interface VerifyRow {
   scenario: string;
   stage: string;
-  cells: Partial<Record<Mode, { ok: boolean; message: string }>>;
+  cells: Partial<Record<Mode, { ok: boolean; flaky: boolean; message: string }>>;
 }
 
 async function cmdVerify(selected: Scenario[]): Promise<number> {
@@ -150,14 +169,18 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
     ...verifyTargets(s).map((t) => ({ scenario: s, ...t })),
   ]);
   process.stderr.write(`verify: ${jobs.length} runs over ${selected.length} scenario(s)\n`);
+  printPolicy();
   const results = await pool(jobs, 3, async (job) => {
-    const result = await runScenario(job.scenario, { mode: job.mode, target: job.target });
+    const result = await runConfirmed(job.scenario, { mode: job.mode, target: job.target, onRerun: announceRerun });
     const v = result.outcome === 'skipped' ? { ok: !isStrict(), message: result.message } : verdict(result);
+    const flaky = result.outcome === 'flaky';
+    const mark = !v.ok ? paint(31, 'FAIL') : flaky ? paint(33, 'FLAKY') : paint(32, 'ok  ');
+    const confirmed = result.rerun?.verdict === 'confirmed' ? ' (confirmed by a rerun)' : '';
     process.stderr.write(
-      `  ${v.ok ? paint(32, 'ok  ') : paint(31, 'FAIL')} ${job.scenario.name} ${job.mode}${job.target ? ` ${job.target}` : ''} (${Math.round(result.ms)} ms)\n`,
+      `  ${mark} ${job.scenario.name} ${job.mode}${job.target ? ` ${job.target}` : ''}${confirmed} (${Math.round(result.ms)} ms)\n`,
     );
-    if (!v.ok) printResult(result);
-    return { job, result, v };
+    if (!v.ok || flaky) printResult(result);
+    return { job, result, v: { ...v, flaky } };
   });
   const rows: VerifyRow[] = [];
   for (const s of selected) {
@@ -169,7 +192,8 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
       rows.push({ scenario: s.name, stage: st.name, cells });
     }
   }
-  const cell = (c?: { ok: boolean }) => (c ? (c.ok ? 'ok' : 'FAIL') : 'n/a (no fix)');
+  const cell = (c?: { ok: boolean; flaky: boolean }) =>
+    c ? (c.flaky ? (c.ok ? 'flaky' : 'FAIL (flaky)') : c.ok ? 'ok' : 'FAIL') : 'n/a (no fix)';
   // a control stands in for the fix of an observation in the fix-first column
   process.stdout.write(
     `${table([
@@ -177,8 +201,8 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
       ...rows.map((r) => [r.scenario, r.stage, cell(r.cells['as-written']), cell(r.cells['without-fix']), cell(r.cells['fix-first'])]),
     ])}\n`,
   );
-  for (const r of results.filter((r) => !r.v.ok))
-    process.stdout.write(`FAIL ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
+  for (const r of results.filter((r) => !r.v.ok || r.v.flaky))
+    process.stdout.write(`${r.v.ok ? 'FLAKY' : 'FAIL'} ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
   return results.every((r) => r.v.ok) ? 0 : 1;
 }
 

@@ -2,6 +2,7 @@
 import { createInterface } from 'node:readline';
 import { type Spawned, type Step, tracked } from './exec.ts';
 import type { ProcessRef } from './registry.ts';
+import { deadline } from './time.ts';
 import { poll } from './wait.ts';
 
 export interface Line {
@@ -60,9 +61,17 @@ export class Background {
       .join('\n');
   }
 
-  /** Resolves with the first line matching, as soon as it is printed; undefined at the deadline or on exit. */
-  waitForLine(match: (text: string) => boolean, timeoutMs = 2000): Promise<Line | undefined> {
-    const found = () => this.lines.find((l) => match(l.text));
+  /** Sends a signal to the helper alone (tcpdump prints its statistics on SIGUSR1); the lab stops it, not this. */
+  signal(signal: NodeJS.Signals): void {
+    if (!this.exited) process.kill(this.pid, signal);
+  }
+
+  /**
+   * Resolves with the first line matching (from line `since` on), as soon as it is printed;
+   * undefined at the deadline or on exit.
+   */
+  waitForLine(match: (text: string) => boolean, timeoutMs = deadline('evidence'), since = 0): Promise<Line | undefined> {
+    const found = () => this.lines.find((l, i) => i >= since && match(l.text));
     const hit = found();
     if (hit || this.exited) return Promise.resolve(hit);
     return tracked(
@@ -84,7 +93,7 @@ export class Background {
   }
 
   /** Waits until `count` lines match (or the deadline); returns the matching lines. */
-  async waitForLines(match: (text: string) => boolean, count: number, timeoutMs = 2000): Promise<Line[]> {
+  async waitForLines(match: (text: string) => boolean, count: number, timeoutMs = deadline('evidence')): Promise<Line[]> {
     const matching = () => this.lines.filter((l) => match(l.text));
     await poll(() => matching().length >= count || this.exited, { timeoutMs });
     return matching();

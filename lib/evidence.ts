@@ -1,6 +1,7 @@
 // Evidence from the kernel: packet captures, conntrack events, SNMP/netstat counters.
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
+import { deadline } from './time.ts';
 import type { Host } from './topology.ts';
 import { poll, waitFor } from './wait.ts';
 
@@ -69,7 +70,7 @@ export class Capture {
   }
 
   /** The first packet matching, as soon as tcpdump prints it; undefined at the deadline. */
-  async waitFor(match: (p: Packet) => boolean, timeoutMs = 2000): Promise<Packet | undefined> {
+  async waitFor(match: (p: Packet) => boolean, timeoutMs = deadline('evidence')): Promise<Packet | undefined> {
     const line = await this.process.waitForLine((text) => {
       const p = parseTcpdumpLine(text);
       return p !== undefined && match(p);
@@ -77,11 +78,32 @@ export class Capture {
     return line && parseTcpdumpLine(line.text);
   }
 
-  /** Stops tcpdump with SIGINT (so it flushes) and returns every packet it printed. */
+  /**
+   * Returns once tcpdump has printed every packet its filter accepted so far. A loaded machine
+   * delays tcpdump, not the kernel: a packet may be in its socket while the lab already decides.
+   * tcpdump's own count says how many to wait for: on SIGUSR1 it prints "N packets captured,
+   * M packets received by filter, K packets dropped by kernel" (M: what the kernel queued for it).
+   */
+  async flush(): Promise<void> {
+    const what = `tcpdump on ${this.host.name}/${this.iface}`;
+    const since = this.process.lines.length;
+    this.process.signal('SIGUSR1');
+    const line = await this.process.waitForLine((t) => TCPDUMP_STATS.test(t), deadline('evidence'), since);
+    const [, , received, dropped] = (line && TCPDUMP_STATS.exec(line.text)) ?? [];
+    if (received === undefined) throw new Error(`${what} did not report its counts: ${this.process.text().slice(-300)}`);
+    // a packet the kernel could not queue was never seen: absence on this capture would prove nothing
+    if (Number(dropped) > 0) throw new Error(`${what} lost ${dropped} packet(s) in the kernel: ${line?.text}`);
+    const printed = () => this.process.lines.filter((l) => l.stream === 'stdout').length >= Number(received);
+    if (!(await poll(() => printed() || this.process.exited)))
+      throw new Error(`${what} did not print all ${received} packet(s) it received`);
+  }
+
+  /** Stops tcpdump once it has printed everything it received, and returns every packet. */
   async stop(): Promise<Packet[]> {
     // a capture that died early saw nothing, which must not read as "no packet went by"
     if (this.process.exited)
       throw new Error(`tcpdump on ${this.host.name}/${this.iface} exited before it was stopped: ${this.process.text()}`);
+    await this.flush();
     await this.host.lab.stop(this.process, 'SIGINT');
     return this.packets();
   }
@@ -92,8 +114,13 @@ export class Capture {
   }
 }
 
+/** tcpdump's statistics line (on SIGUSR1). */
+const TCPDUMP_STATS = /(\d+) packets? captured, (\d+) packets? received by filter, (\d+) packets? dropped by kernel/;
+
 /** Starts tcpdump on one interface and resolves once it is listening. */
 export async function capture(host: Host, iface: string, filter = ''): Promise<Capture> {
+  // the kernel hands libpcap both directions of loopback and libpcap drops one: its count never matches what it printed
+  if (iface === 'lo') throw new Error('capture a real interface, not lo: see Capture.flush');
   const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? filter.split(/\s+/) : [])];
   return new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^listening on' }));
 }
@@ -157,7 +184,7 @@ export class ConntrackEvents {
       .filter((e): e is ConntrackEvent => e !== undefined && !e.flags.includes('USERSPACE'));
   }
 
-  async waitFor(match: (e: ConntrackEvent) => boolean, timeoutMs = 2000): Promise<ConntrackEvent | undefined> {
+  async waitFor(match: (e: ConntrackEvent) => boolean, timeoutMs = deadline('evidence')): Promise<ConntrackEvent | undefined> {
     const line = await this.process.waitForLine((t) => {
       const e = parseConntrackEvent(t);
       return e !== undefined && !e.flags.includes('USERSPACE') && match(e);
@@ -182,7 +209,7 @@ export class ConntrackEvents {
 
   /** Returns once every event the kernel emitted so far is read. */
   async drain(): Promise<void> {
-    if (!(await this.canary(2000))) throw new Error(`conntrack -E never showed its canary: ${this.summary()}`);
+    if (!(await this.canary(deadline('evidence')))) throw new Error(`conntrack -E never showed its canary: ${this.summary()}`);
   }
 
   async stop(): Promise<ConntrackEvent[]> {
@@ -210,7 +237,10 @@ export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
     shell: { ready: `{ ${insert}; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
   });
   const events = new ConntrackEvents(host, proc);
-  await waitFor(`conntrack -E in ${host.name} to subscribe`, () => events.canary(50), { timeoutMs: 3000, intervalMs: 0 });
+  await waitFor(`conntrack -E in ${host.name} to subscribe`, () => events.canary(deadline('resubscribe')), {
+    timeoutMs: deadline('ready'),
+    intervalMs: 0,
+  });
   return events;
 }
 
@@ -269,7 +299,7 @@ export async function counterWatch(host: Host): Promise<CounterWatch> {
           last = (await delta(key))[key] ?? 0;
           return last >= atLeast;
         },
-        { timeoutMs: opts.timeoutMs ?? 2000, signal: opts.signal },
+        { timeoutMs: opts.timeoutMs ?? deadline('evidence'), signal: opts.signal },
       );
       return last;
     },

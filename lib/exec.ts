@@ -1,5 +1,6 @@
 // The one way commands run: execa, argv arrays, no shell, every command recorded.
 import { execa, type ResultPromise } from 'execa';
+import { deadline } from './time.ts';
 
 export const PHASES = ['topology', 'break', 'evidence', 'fix', 'proof', 'teardown'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -63,7 +64,7 @@ export class CommandError extends Error {
     readonly exitCode: number | null,
     readonly stderr: string,
     readonly stdout: string,
-    /** Why there is no exit code: execa's reason, e.g. "Command timed out after 15000 milliseconds". */
+    /** Why there is no exit code: execa's reason, e.g. "timed out". */
     readonly reason?: string,
   ) {
     const how = exitCode === null ? (reason ?? 'no exit code') : `exit ${exitCode}`;
@@ -159,7 +160,7 @@ export async function run(
     execa(file, args, {
       input: opts.input ?? '',
       reject: false,
-      timeout: opts.timeoutMs ?? 15_000,
+      timeout: opts.timeoutMs ?? deadline('command'),
       stripFinalNewline: false,
       env: { LC_ALL: 'C' },
     }),

@@ -19,6 +19,7 @@ import {
   runDir,
   writeRecord,
 } from './registry.ts';
+import { deadline } from './time.ts';
 import { Host } from './topology.ts';
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());
@@ -173,14 +174,14 @@ export class Lab implements AsyncDisposable {
     const proc = bg.proc;
     if (!bg.exited) {
       signalGroup(bg, signal);
-      const killer = setTimeout(() => signalGroup(bg, 'SIGKILL'), 1000);
+      const killer = setTimeout(() => signalGroup(bg, 'SIGKILL'), deadline('stopGrace'));
       await tracked(`stopping (${signal}) ${proc.line}`, bg.whenExited);
       clearTimeout(killer);
     }
     // what it forked goes with it (it was spawned as the leader of its own process group);
     // then its pipes close and the last lines it wrote are read
     signalGroup(bg, 'SIGKILL');
-    await tracked(`reading the last output of ${proc.line}`, Promise.race([bg.whenClosed, delay(1000)]));
+    await tracked(`reading the last output of ${proc.line}`, Promise.race([bg.whenClosed, delay(deadline('stopGrace'))]));
     step.stdout = bg.text('stdout');
     step.stderr = bg.text('stderr');
     step.exitCode = proc.child.exitCode ?? null;
@@ -229,7 +230,7 @@ export class Lab implements AsyncDisposable {
     const present = new Set(listNamespaces());
     const namespaces = [...this.record.namespaces].reverse().filter((ns) => present.has(ns));
     // children a helper forked (socat's per-connection processes) also hold the namespace
-    for (const ns of namespaces) for (const pid of namespacePids(ns)) killSync(processRef(pid), 100);
+    for (const ns of namespaces) for (const pid of namespacePids(ns)) killSync(processRef(pid), deadline('namespaceKillGrace'));
     await Promise.all(namespaces.map((ns) => this.run(undefined, ['ip', 'netns', 'del', ns], { check: false })));
     this.finish();
   }
@@ -237,7 +238,7 @@ export class Lab implements AsyncDisposable {
   /** The same teardown without awaiting: for signal and exit handlers. */
   teardownSync(): void {
     if (this.torndown) return;
-    for (const bg of [...this.processes.keys()].reverse()) if (!bg.exited) killSync(bg.ref, 200);
+    for (const bg of [...this.processes.keys()].reverse()) if (!bg.exited) killSync(bg.ref, deadline('killGrace'));
     for (const ns of [...this.record.namespaces].reverse()) deleteNamespaceSync(ns);
     this.finish();
   }

@@ -2,6 +2,7 @@
 // Every probe sends a fresh token; only an answer carrying that token counts as connectivity.
 import { randomBytes } from 'node:crypto';
 import type { Background } from './background.ts';
+import { deadline } from './time.ts';
 import type { Host } from './topology.ts';
 
 export type Outcome = 'connected' | 'refused' | 'reset' | 'timeout' | 'unreachable';
@@ -31,7 +32,11 @@ export function classify(stderr: string, answered: boolean, connected: boolean):
 }
 
 export interface ProbeOptions {
-  /** Give up after this long (default 1000 ms: breakage is proven by evidence, not by waiting). */
+  /**
+   * Give up after this long. Default: the time base's probe deadline (breakage is proven by evidence,
+   * not by waiting), or, when `until` or `stopWhen` decides the end, longer than any wait for evidence:
+   * the probe holds its socket until the evidence (or a check of that socket) is in.
+   */
   timeoutMs?: number;
   /** Stop early when this settles: the evidence already proved the exchange cannot complete. */
   until?: Promise<unknown>;
@@ -39,16 +44,23 @@ export interface ProbeOptions {
   stopWhen?: Promise<unknown>;
 }
 
+function probeDeadline(opts: ProbeOptions): number {
+  return opts.timeoutMs ?? deadline(opts.until || opts.stopWhen ? 'heldProbe' : 'probe');
+}
+
 function token(): string {
   return `netns-lab-${randomBytes(4).toString('hex')}`;
 }
 
-/** Runs a socat client with the token on stdin and waits for an answer, an error, the deadline or `until`. */
+/**
+ * Runs a socat client with the token on stdin and waits for an answer, an error, the deadline or `until`.
+ * The deadline is the lab's, not socat's (no connect-timeout): the client keeps its socket until it is stopped.
+ */
 async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, opts: ProbeOptions): Promise<ProbeResult> {
-  const timeoutMs = opts.timeoutMs ?? 1000;
+  const timeoutMs = probeDeadline(opts);
   const t = token();
   const started = performance.now();
-  const target = kind === 'tcp' ? `TCP:${address},connect-timeout=${timeoutMs / 1000}` : `UDP:${address}`;
+  const target = kind === 'tcp' ? `TCP:${address}` : `UDP:${address}`;
   const client = from.spawn(['socat', '-d', '-d', '-', target], { stdin: true, note: `${kind} probe to ${address}` });
   client.step!.input = `${t}\n`;
   client.proc.child.stdin?.write(`${t}\n`);
@@ -90,15 +102,12 @@ export function udp(from: Host, address: string, opts: ProbeOptions = {}): Promi
   return socatExchange('udp', from, address, opts);
 }
 
-/** HTTP GET with curl; the token is the path, which the HTTP test server echoes in its body. */
+/** HTTP GET with curl; the token is the path, which the HTTP test server echoes in its body. Ended at the lab's deadline. */
 export async function http(from: Host, url: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
-  const timeoutMs = opts.timeoutMs ?? 1000;
   const t = token();
   const started = performance.now();
   // -v: curl's own summary says "Couldn't connect" for refused and unreachable alike; the verbose line tells them apart
-  const res = await from.exec(['curl', '-sSv', '--max-time', String(timeoutMs / 1000), `${url.replace(/\/$/, '')}/${t}`], {
-    check: false,
-  });
+  const res = await from.exec(['curl', '-sSv', `${url.replace(/\/$/, '')}/${t}`], { check: false, timeoutMs: probeDeadline(opts) });
   const echoed = res.stdout.includes(t);
   res.step.shell = { probe: { token: t, echoed } };
   return {

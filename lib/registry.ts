@@ -3,6 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deadline } from './time.ts';
 
 const DEFAULT_STATE_DIR = '/run/netns-lab';
 export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR;
@@ -106,21 +107,21 @@ function sleepSync(ms: number): void {
 }
 
 /** Stops a process we own: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
-export function killSync(ref: ProcessRef, graceMs = 300): void {
+export function killSync(ref: ProcessRef, graceMs = deadline('killGrace')): void {
   if (!isAlive(ref)) return;
   try {
     process.kill(ref.pid, 'SIGTERM');
   } catch {
     return;
   }
-  const deadline = Date.now() + graceMs;
-  while (isAlive(ref) && Date.now() < deadline) sleepSync(10);
+  const graceEnds = Date.now() + graceMs;
+  while (isAlive(ref) && Date.now() < graceEnds) sleepSync(10);
   if (isAlive(ref)) {
     try {
       process.kill(ref.pid, 'SIGKILL');
     } catch {}
     // gone once it is a zombie: SIGKILL takes effect as the process leaves the kernel
-    const until = Date.now() + 1000;
+    const until = Date.now() + deadline('stopGrace');
     while (isAlive(ref) && Date.now() < until) sleepSync(5);
   }
 }
@@ -139,7 +140,7 @@ export function namespacePids(ns: string): number[] {
 
 /** Kills what still runs inside the namespace, then removes it. */
 export function deleteNamespaceSync(ns: string): void {
-  for (const pid of namespacePids(ns)) killSync(processRef(pid), 100);
+  for (const pid of namespacePids(ns)) killSync(processRef(pid), deadline('namespaceKillGrace'));
   try {
     execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
   } catch {}
@@ -187,7 +188,7 @@ export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
     }
     for (const proc of record.processes) {
       if (isAlive(proc)) {
-        killSync(proc, 100);
+        killSync(proc, deadline('namespaceKillGrace'));
         reaped.processes.push(proc.pid);
       }
     }
@@ -204,7 +205,7 @@ export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
   // a record half-written by a run killed before its rename: older than any write takes
   for (const file of readdirSafe(STATE_DIR)) {
     const path = join(STATE_DIR, file);
-    if (file.endsWith('.tmp') && Date.now() - statSync(path).mtimeMs > 10_000) rmSync(path, { force: true });
+    if (file.endsWith('.tmp') && Date.now() - statSync(path).mtimeMs > deadline('staleRecord')) rmSync(path, { force: true });
   }
   return reaped;
 }

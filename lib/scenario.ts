@@ -78,7 +78,8 @@ export function defineScenario<C>(input: ScenarioInput<C>): ScenarioDefinition<C
  */
 export type Mode = 'as-written' | 'without-fix' | 'fix-first';
 
-export type Outcome = 'pass' | 'not reproduced' | 'fix ineffective' | 'skipped' | 'error';
+/** `flaky`: the first run did not give the expected verdict, its rerun in a fresh lab did (see runConfirmed). */
+export type Outcome = 'pass' | 'flaky' | 'not reproduced' | 'fix ineffective' | 'skipped' | 'error';
 
 export interface StageResult {
   stage: string;
@@ -103,6 +104,8 @@ export interface ScenarioResult {
   phaseMs: Partial<Record<Phase, number>>;
   spawned: number;
   ms: number;
+  /** The first run, when its verdict was not the expected one and this result is its rerun in a fresh lab. */
+  rerun?: { of: ScenarioResult; verdict: 'confirmed' | 'flaky' };
 }
 
 export interface ProgressEvent {
@@ -120,6 +123,8 @@ export interface RunOptions {
   /** Leave the lab up after the first stage's evidence (for poking at the broken state). */
   keepAfterEvidence?: boolean;
   onProgress?: (e: ProgressEvent) => void;
+  /** Called with the first run's result when runConfirmed reruns it. */
+  onRerun?: (first: ScenarioResult) => void;
 }
 
 /** The verify runs a scenario needs besides as-written: without each fix, and each fix (or control) first. */
@@ -258,8 +263,54 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   };
 }
 
-/** What `verify` expects of each mode, judged from its result. */
+// ---------------------------------------------------------------- confirming
+
+/** How a verdict is confirmed, in one sentence for `run`, `verify` and the suite. */
+export const RERUN_POLICY =
+  'a run that does not give the expected verdict is rerun once in a fresh lab: the same again is reported as confirmed, ' +
+  'the expected verdict on the rerun as flaky (a failure with NETNS_LAB_STRICT=1)';
+
+/**
+ * Runs a scenario; if its verdict is not the expected one (pass as written; for verify's modes, the
+ * failure that mode must produce), runs it once more in a fresh lab before reporting. A slow or
+ * loaded machine must not turn into a verdict: what holds twice is reported with both runs' evidence.
+ */
+export async function runConfirmed(s: Scenario, opts: RunOptions = {}): Promise<ScenarioResult> {
+  const first = await runScenario(s, opts);
+  if (first.outcome === 'skipped' || expectedVerdict(first).ok) return first;
+  opts.onRerun?.(first);
+  const second = await runScenario(s, opts);
+  if (second.outcome !== 'skipped' && expectedVerdict(second).ok) {
+    const expected = second.mode === 'as-written' ? 'passed' : `gave the expected verdict (${expectedVerdict(second).message})`;
+    return {
+      ...second,
+      outcome: 'flaky',
+      message: `flaky: ${expected} on rerun; first run: ${first.message}`,
+      rerun: { of: first, verdict: 'flaky' },
+    };
+  }
+  return {
+    ...second,
+    message: `${second.message} (confirmed by a rerun in a fresh lab; first run: ${first.message})`,
+    rerun: { of: first, verdict: 'confirmed' },
+  };
+}
+
+/** The outcome as a headline says it: "not reproduced (confirmed)", "flaky: passed on rerun". */
+export function outcomeLabel(result: ScenarioResult): string {
+  if (result.outcome === 'flaky') return result.mode === 'as-written' ? 'flaky: passed on rerun' : 'flaky: expected verdict on rerun';
+  return result.rerun?.verdict === 'confirmed' ? `${result.outcome} (confirmed)` : result.outcome;
+}
+
+/** What `verify` expects of each mode, judged from its result; a flaky verdict fails in strict mode. */
 export function verdict(result: ScenarioResult): { ok: boolean; message: string } {
+  if (result.outcome === 'flaky') return { ok: !isStrict(), message: result.message };
+  const judged = expectedVerdict(result);
+  return result.rerun ? { ok: judged.ok, message: `${judged.message} (confirmed by a rerun in a fresh lab)` } : judged;
+}
+
+/** One run judged by what its mode must produce. */
+function expectedVerdict(result: ScenarioResult): { ok: boolean; message: string } {
   const target = result.stages.find((st) => st.stage === result.target);
   switch (result.mode) {
     case 'as-written':
@@ -278,16 +329,23 @@ export function verdict(result: ScenarioResult): { ok: boolean; message: string 
   }
 }
 
-/** A skip is a failure in strict mode (CI). */
+/** A skip or a flaky pass is a failure in strict mode (CI). */
 export function counts(result: ScenarioResult): boolean {
-  return result.outcome === 'pass' || (result.outcome === 'skipped' && !isStrict());
+  return result.outcome === 'pass' || ((result.outcome === 'skipped' || result.outcome === 'flaky') && !isStrict());
 }
 
 /** A scenario result as a reader wants it: the claims that held with what was seen, the one that did not, the state. */
 export function explainResult(result: ScenarioResult, opts: { headline?: string } = {}): string {
   const indent = (text: string, pad: string) => text.split('\n').join(`\n${pad}`);
   const mode = result.mode === 'as-written' ? '' : ` (${result.mode}${result.target ? ` ${result.target}` : ''})`;
-  const lines = [opts.headline ?? `${result.scenario}${mode}: ${result.outcome} (${Math.round(result.ms)} ms)`];
+  const lines = [opts.headline ?? `${result.scenario}${mode}: ${outcomeLabel(result)} (${Math.round(result.ms)} ms)`];
+  if (result.rerun) {
+    // both runs' evidence: the first run's, then the rerun's below
+    const first = result.rerun.of;
+    lines.push(`  first run (lab ${first.labId}): ${first.outcome} (${Math.round(first.ms)} ms)`);
+    for (const line of explainResult(first).split('\n').slice(1)) lines.push(`  ${line}`);
+    lines.push(`  rerun in a fresh lab (lab ${result.labId}): ${result.rerun.verdict}`);
+  }
   for (const stage of result.stages) {
     if (result.stages.length > 1) lines.push(`  stage ${stage.stage}: ${stage.title}`);
     for (const f of stage.findings) lines.push(`    ✓ ${f.phase}: ${f.claim}`, `        ${indent(f.seen, '        ')}`);

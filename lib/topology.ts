@@ -3,6 +3,7 @@
 import type { Background } from './background.ts';
 import type { RunOptions, RunResult } from './exec.ts';
 import type { Lab, SpawnOptions } from './lab.ts';
+import { deadline } from './time.ts';
 import { waitFor } from './wait.ts';
 
 /** Splits a command written as one line; arguments never contain spaces here. */
@@ -34,7 +35,7 @@ export class Host {
   async start(command: readonly string[], opts: { note: string; ready: string; timeoutMs?: number }): Promise<Background> {
     const proc = this.spawn(command, { note: opts.note, shell: { ready: `grep -Eq '${opts.ready}' "$LOG"` } });
     const pattern = new RegExp(opts.ready);
-    if (!(await proc.waitForLine((l) => pattern.test(l), opts.timeoutMs ?? 5000))) {
+    if (!(await proc.waitForLine((l) => pattern.test(l), opts.timeoutMs ?? deadline('ready')))) {
       throw new Error(`${opts.note} in ${this.name} did not become ready: ${proc.text() || '(no output)'}`);
     }
     return proc;
@@ -71,11 +72,15 @@ export class Host {
       note: `${name}: a tun whose reader discards everything`,
       shell: { ready: `ip -n ${this.ns} link show ${name} | grep -q LOWER_UP` },
     });
-    await waitFor(`tun ${name} to come up with carrier in ${this.name}`, async () => {
-      if (holder.exited) throw new Error(`socat holding ${name} exited: ${holder.text()}`);
-      const res = await this.exec(['ip', '-j', 'link', 'show', name], { check: false, quiet: true });
-      return res.ok && (JSON.parse(res.stdout)[0]?.flags as string[] | undefined)?.includes('LOWER_UP');
-    });
+    await waitFor(
+      `tun ${name} to come up with carrier in ${this.name}`,
+      async () => {
+        if (holder.exited) throw new Error(`socat holding ${name} exited: ${holder.text()}`);
+        const res = await this.exec(['ip', '-j', 'link', 'show', name], { check: false, quiet: true });
+        return res.ok && (JSON.parse(res.stdout)[0]?.flags as string[] | undefined)?.includes('LOWER_UP');
+      },
+      { timeoutMs: deadline('ready') },
+    );
     return holder;
   }
 }

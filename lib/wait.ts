@@ -1,4 +1,5 @@
 // Waiting on evidence, never on the clock: poll a condition until a deadline (the selftests' busywait).
+import { deadline } from './time.ts';
 
 export class WaitTimeout extends Error {
   constructor(
@@ -11,6 +12,7 @@ export class WaitTimeout extends Error {
 }
 
 export interface WaitOptions {
+  /** Default: the time base's evidence deadline. */
   timeoutMs?: number;
   intervalMs?: number;
   /** Stop early (poll returns undefined): the answer no longer matters. */
@@ -22,7 +24,7 @@ export async function poll<T>(
   probe: () => Promise<T | undefined | false> | T | undefined | false,
   opts: WaitOptions = {},
 ): Promise<T | undefined> {
-  const deadline = performance.now() + (opts.timeoutMs ?? 2000);
+  const until = performance.now() + (opts.timeoutMs ?? deadline('evidence'));
   const interval = opts.intervalMs ?? 10;
   for (;;) {
     if (opts.signal?.aborted) return undefined;
@@ -35,7 +37,7 @@ export async function poll<T>(
       throw err;
     }
     if (value !== undefined && value !== false) return value;
-    if (performance.now() >= deadline || opts.signal?.aborted) return undefined;
+    if (performance.now() >= until || opts.signal?.aborted) return undefined;
     await new Promise((r) => setTimeout(r, interval));
   }
 }
@@ -47,6 +49,6 @@ export async function waitFor<T>(
   opts: WaitOptions = {},
 ): Promise<T> {
   const value = await poll(probe, opts);
-  if (value === undefined) throw new WaitTimeout(what, opts.timeoutMs ?? 2000);
+  if (value === undefined) throw new WaitTimeout(what, opts.timeoutMs ?? deadline('evidence'));
   return value;
 }

@@ -236,9 +236,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         async evidence(ctx, check) {
           const { counted } = await connect(ctx, { stopWhen: DNAT });
           const seen = counted.show(DNAT, NAT_IN_LAN, NAT_IN_MELLANOX);
-          check.that(counted(DNAT) === 1, `Docker's DNAT to ${APP}:5000 rewrites ha's SYN`, seen);
+          // each retransmitted SYN is a new connection to conntrack (the one before was dropped
+          // unconfirmed) and is counted again: at least one here, none there
+          check.that(counted(DNAT) > 0, `Docker's DNAT to ${APP}:5000 rewrites ha's SYN`, seen);
           check.that(
-            counted(NAT_IN_LAN) === 1,
+            counted(NAT_IN_LAN) > 0,
             `... in nat PREROUTING with in-interface ${LAN_BR}: the bridge handed the frame to iptables`,
             seen,
           );
@@ -259,7 +261,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const { counted } = await connect(ctx, { until: DNAT });
           const [reached, logged] = await Promise.all([onApp.stop(), martians(ctx)]);
           const martian = logged.find((l) => !earlier.includes(l))?.replace(/^\[[^\]]*\]\s*/, '');
-          check.that(counted(DNAT) === 1, `ha's SYN is DNATed to ${APP}:5000`, counted.show(DNAT));
+          check.that(counted(DNAT) > 0, `ha's SYN is DNATed to ${APP}:5000`, counted.show(DNAT));
           check.that(
             counted(SYN_TO_APP) === 0,
             `... but never reaches FORWARD: routed in from ${LAN_BR}, it fails the reverse-path check`,
@@ -275,7 +277,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
 
         async proof(ctx, check) {
           const { counted } = await connect(ctx, { stopWhen: SYN_TO_APP });
-          check.that(counted(SYN_TO_APP) === 1, 'the DNATed SYN now reaches FORWARD', counted.show(SYN_TO_APP));
+          check.that(counted(SYN_TO_APP) > 0, 'the DNATed SYN now reaches FORWARD', counted.show(SYN_TO_APP));
         },
       },
       {
@@ -288,11 +290,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const reached = await onApp.stop();
           const seen = counted.show(SYN_TO_APP, ISOLATION_FROM_LAN, ISOLATION_DROP);
           check.that(
-            counted(ISOLATION_FROM_LAN) === 1,
+            counted(ISOLATION_FROM_LAN) > 0,
             `the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on ${LAN_BR}`,
             seen,
           );
-          check.that(counted(ISOLATION_DROP) === 1, `... which drops it on its way into ${APP_BR}`, seen);
+          check.that(counted(ISOLATION_DROP) > 0, `... which drops it on its way into ${APP_BR}`, seen);
           check.that(reached.length === 0, 'nothing reaches the app', onApp.summary());
         },
 
@@ -303,7 +305,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         // the probe stops at the handshake: what follows is the next stage
         async proof(ctx, check) {
           const onApp = await capture(ctx.app, 'eth0', 'tcp port 5000');
-          const { counted } = await connect(ctx, { stopWhen: onApp.waitFor((p) => fromClient(p) && p.flags === '.', 1000) });
+          const { counted } = await connect(ctx, { stopWhen: onApp.waitFor((p) => fromClient(p) && p.flags === '.') });
           const seen = await onApp.stop();
           const syn = seen.find((p) => fromClient(p) && isSyn(p));
           check.that(syn !== undefined, "the SYN reaches the app, from ha's own address", syn?.raw ?? onApp.summary());
@@ -336,12 +338,12 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const toHa = (p: Packet) => p.src === HOST && p.dst === CLIENT && p.dport === port();
           const resetFromApp = (p: Packet) => toHa(p) && isReset(p) && p.sport === 5000;
           // the probe stops at the app's RST, which ends the connection
-          const { counted } = await connect(ctx, { until: onHa.waitFor(resetFromApp, 1000) });
+          const { counted } = await connect(ctx, { until: onHa.waitFor(resetFromApp) });
           const [atHa, atApp] = await Promise.all([onHa.stop(), onApp.stop()]);
           const synAck = atHa.find((p) => toHa(p) && isSynAck(p) && p.sport === 5000);
           check.that(synAck !== undefined, `the handshake completes: ha gets the SYN-ACK from ${PUBLISHED}`, synAck?.raw ?? onHa.summary());
           check.that(
-            counted(INVALID_SYNACK) === 1,
+            counted(INVALID_SYNACK) > 0,
             `crossing ${LAN_BR} back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked`,
             counted.show(INVALID_SYNACK),
           );
@@ -358,7 +360,6 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
               e.original.sport === 5000 &&
               e.original.dst === CLIENT &&
               e.original.dport === port(),
-            1000,
           );
           await events.stop();
           check.that(
@@ -401,7 +402,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const seen = counted.show(NOTRACK, NAT_IN_LAN, NAT_IN_MELLANOX);
           check.that(counted(NOTRACK) > 0, `NOTRACK takes the frames crossing ${LAN_BR} out of conntrack`, seen);
           check.that(
-            counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) === 1,
+            counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) > 0,
             'so the DNAT now happens as the SYN enters br-mellanox',
             seen,
           );

@@ -54,7 +54,7 @@ export default defineScenario({
     const remote = await http(lan, `http://${HOST}:80`);
     check.that(remote.echoed, `the LAN reaches ${HOST}:80 through the same rule`, describe(remote));
     const counted = await nft.counter('prerouting-redirect');
-    check.that(counted.packets === 1, "the prerouting rule counted the LAN's connection", `counter ${counted.packets} packet(s)`);
+    check.that(counted.packets > 0, "the prerouting rule counted the LAN's connection", `counter ${counted.packets} packet(s)`);
   },
 
   async fix({ nft }) {
@@ -68,12 +68,17 @@ export default defineScenario({
   },
 
   async proof({ host, nft }, check) {
+    const before = await nft.counter('prerouting-redirect');
     const local = await http(host, 'http://127.0.0.1:80');
     check.that(local.echoed, 'curl 127.0.0.1:80 on the host gets the :3000 service', describe(local));
     const counters = await nft.counters();
     const output = counterOf(counters, 'output-redirect');
-    check.that(output.packets === 1, 'the output-hook rule redirected it', `counter ${output.packets} packet(s)`);
+    check.that(output.packets > 0, 'the output-hook rule redirected it', `counter ${output.packets} packet(s)`);
     const prerouting = counterOf(counters, 'prerouting-redirect');
-    check.that(prerouting.packets === 1, 'the prerouting rule still saw only the LAN', `counter ${prerouting.packets} packet(s)`);
+    check.that(
+      prerouting.packets === before.packets,
+      'the prerouting rule still saw only the LAN',
+      `counter ${before.packets} packet(s) before the local connection, ${prerouting.packets} after`,
+    );
   },
 });

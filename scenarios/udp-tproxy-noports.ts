@@ -193,19 +193,19 @@ export default defineScenario<Ctx>({
     check.that(viaOwnExit(viaTcp), "each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2", described(viaTcp));
     const redirect = await iptables.counter('redirect');
     check.that(
-      redirect.packets === 3,
-      'nat REDIRECT took each connection to v2ray (one packet per connection)',
+      redirect.packets >= 3,
+      'nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each)',
       `${redirect.packets} packet(s)`,
     );
 
     const { results, noPorts, icmp } = await udpFromEach(ctx);
     check.that(
-      noPorts === 3,
+      noPorts >= 3,
       "the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7",
       `Udp NoPorts +${noPorts} for 3 datagrams; ${described(results)}`,
     );
     const tproxy = await iptables.counter('tproxy');
-    check.that(tproxy.packets === 3, 'the TPROXY rule matched every datagram all the same', `${tproxy.packets} packet(s)`);
+    check.that(tproxy.packets >= 3, 'the TPROXY rule matched every datagram all the same', `${tproxy.packets} packet(s) for 3 datagrams`);
     const sessions = logged(v2ray, /accepted udp:|UDP original destination/);
     check.that(sessions.length === 0, 'v2ray never got them: no UDP session in its log', sessions.join(' | ') || 'no UDP line in the log');
     check.that(icmp === 0, 'no ICMP error goes back: the containers just wait', `Icmp OutDestUnreachs +${icmp}`);
@@ -230,7 +230,7 @@ export default defineScenario<Ctx>({
     );
     check.that(noPorts === 0, 'Udp NoPorts stays put', `Udp NoPorts +${noPorts}`);
     // logged before the reply was sent, but read from another pipe than the probe's
-    await v2ray.waitForLines((t) => t.includes(`accepted udp:${ECHO}`), 3, 1000);
+    await v2ray.waitForLines((t) => t.includes(`accepted udp:${ECHO}`), 3);
     const accepted = logged(v2ray, /accepted udp:/);
     check.that(
       CONTAINERS.every((addr, i) => accepted.some((l) => l.startsWith(`${addr}:`) && l.endsWith(`accepted udp:${ECHO} [hk${i}]`))),

@@ -67,17 +67,17 @@ ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip -n $L-ha link show eth0
 ip -n $L-app route add default via 172.18.0.1
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add br-lan137 type bridge
-link set veth-lan137-1 master br-lan137
-link set veth-lan137-1 up
-link set br-lan137 up
-NETNS_LAB_EOF
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 link add br-mellanox type bridge
 addr add 192.168.137.250/24 dev br-mellanox
 link set veth-lan137-2 master br-mellanox
 link set veth-lan137-2 up
 link set br-mellanox up
+NETNS_LAB_EOF
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+link add br-lan137 type bridge
+link set veth-lan137-1 master br-lan137
+link set veth-lan137-1 up
+link set br-lan137 up
 NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 link add br-da66fb6805df type bridge
@@ -140,7 +140,7 @@ COMMIT
 NETNS_LAB_EOF
 
 phase "bridge-nf-call-iptables: evidence"
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000,connect-timeout=1 >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # tcp probe to 192.168.137.250:5000
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +1, PREROUTING [nat-in-br-lan137] +1, PREROUTING [nat-in-br-mellanox] +0
 # ... in nat PREROUTING with in-interface br-lan137: the bridge handed the frame to iptables: DOCKER [-j DNAT] +1, PREROUTING [nat-in-br-lan137] +1, PREROUTING [nat-in-br-mellanox] +0
@@ -149,7 +149,7 @@ ip netns exec $L-host iptables-nft-save -c
 phase "rp-filter: evidence"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 tcp port 5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
 ready h3 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000,connect-timeout=1 2>&1 || true)"
+expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +1
 # ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
@@ -160,14 +160,14 @@ phase "rp-filter: fix"
 ip netns exec $L-host sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.br-lan137.rp_filter=0
 
 phase "rp-filter: proof"
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000,connect-timeout=1 >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # tcp probe to 192.168.137.250:5000
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # the DNATed SYN now reaches FORWARD: FORWARD [syn-to-app] +1
 
 phase "docker-isolation: evidence"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 tcp port 5000 >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
 ready h5 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000,connect-timeout=1 2>&1 || true)"
+expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on br-lan137: FORWARD [syn-to-app] +1, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +1, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +1
 # ... which drops it on its way into br-da66fb6805df: FORWARD [syn-to-app] +1, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +1, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +1
@@ -180,10 +180,10 @@ ip netns exec $L-host iptables-nft -w -I DOCKER-USER 1 -i br-lan137 -o br-da66fb
 phase "docker-isolation: proof"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 tcp port 5000 >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on eth0
 ready h6 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000,connect-timeout=1 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # tcp probe to 192.168.137.250:5000
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
-# the SYN reaches the app, from ha's own address: 10:43:15.749033 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
-# the handshake completes: ha's ACK of the app's SYN-ACK reaches the app: 10:43:15.749100 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# the SYN reaches the app, from ha's own address: 18:45:58.257195 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the handshake completes: ha's ACK of the app's SYN-ACK reaches the app: 18:45:58.257257 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
 # the new DOCKER-USER rule accepts ha's packets before the isolation chains see them: DOCKER-USER [-i br-lan137 -o br-da66fb6805df -j ACCEPT] +4, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +0
 stop h6
 
@@ -194,15 +194,15 @@ ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 tcp port 5000 >"$W/h
 ready h9 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # conntrack event stream
 ready h10 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
-expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000,connect-timeout=1 2>&1 || true)"
+expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
-# the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 10:43:15.854877 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 18:45:58.328124 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +1
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 10:43:15.856578 IP 192.168.137.250.28119 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=28119 id=N
-# ha has no socket for that port and answers with RST: 10:43:15.856590 IP 192.168.137.248.PORT2 > 192.168.137.250.28119: Flags [R], seq N, win N, length 0
-# the RST, its port restored by the same entry, resets the app: 10:43:15.856610 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
-# the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +1 in ha; 10:43:16.061787 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 18:45:58.328673 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# ha has no socket for that port and answers with RST: 18:45:58.328681 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
+# the RST, its port restored by the same entry, resets the app: 18:45:58.328691 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
+# the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +1 in ha; 18:45:58.530722 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 stop h8
 stop h9
 stop h10
@@ -213,7 +213,7 @@ ip netns exec $L-host iptables-nft -w -t raw -I PREROUTING 1 -i br-lan137 -j NOT
 phase "conntrack: proof"
 ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # conntrack event stream
 ready h11 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
-expect answered "netns-lab-token4-$$" "proof: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000,connect-timeout=1 2>&1 || true)"
+expect answered "netns-lab-token4-$$" "proof: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token4-$$"
 # no conntrack entry from 192.168.137.250:5000 in the reverse direction: none among 6 event(s)

@@ -58,22 +58,22 @@ ip -n $L-client -batch - <<'NETNS_LAB_EOF'
 addr add 1.1.1.1/32 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-host link set veth-pod up
 ip -n $L-router -batch - <<'NETNS_LAB_EOF'
 addr add 114.154.19.19/32 dev wan0
 link set wan0 up
+NETNS_LAB_EOF
+ip -n $L-router -batch - <<'NETNS_LAB_EOF'
+addr add 192.168.3.1/24 dev lan0
+link set lan0 up
 NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.3.7/24 dev eno2
 link set eno2 up
 NETNS_LAB_EOF
+ip -n $L-host link set veth-pod up
 ip -n $L-pod -batch - <<'NETNS_LAB_EOF'
 addr add 10.42.0.135/24 dev eth0
 link set eth0 up
-NETNS_LAB_EOF
-ip -n $L-router -batch - <<'NETNS_LAB_EOF'
-addr add 192.168.3.1/24 dev lan0
-link set lan0 up
 NETNS_LAB_EOF
 ip netns exec $L-host socat -u TUN:198.18.0.1/30,tun-name=Meta,tun-type=tun,iff-no-pi,iff-up OPEN:/dev/null >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # Meta: a tun whose reader discards everything
 ready h1 'ip -n $L-host link show Meta | grep -q LOWER_UP'
@@ -83,15 +83,12 @@ ip netns exec $L-host socat -d -d TCP-LISTEN:8100,reuseaddr,fork 'SYSTEM:read li
 ready h3 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip netns exec $L-client socat -d -d TCP-LISTEN:443,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # whoami server on tcp/443
 ready h4 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-ip -n $L-router route add 1.1.1.1/32 dev wan0
-ip netns exec $L-router sysctl -qw net.ipv4.ip_forward=1
-ip -n $L-host route add default via 192.168.3.1
-ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2
-ip -n $L-pod route add default via 10.42.0.1
 ip -n $L-client -batch - <<'NETNS_LAB_EOF'
 route add 114.154.19.19/32 dev eth0
 route add default via 114.154.19.19
 NETNS_LAB_EOF
+ip -n $L-router route add 1.1.1.1/32 dev wan0
+ip netns exec $L-router sysctl -qw net.ipv4.ip_forward=1
 ip netns exec $L-router nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain prerouting {
@@ -111,6 +108,8 @@ link set veth-pod master cni0
 link set veth-pod up
 link set cni0 up
 NETNS_LAB_EOF
+ip -n $L-host route add default via 192.168.3.1
+ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain PREROUTING {
@@ -132,6 +131,7 @@ table ip nat {
   }
 }
 NETNS_LAB_EOF
+ip -n $L-pod route add default via 10.42.0.1
 
 phase "exclude-interface: break"
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
@@ -201,11 +201,11 @@ NETNS_LAB_EOF
 phase "exclude-interface: evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on Meta
 ready h5 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443,connect-timeout=1 2>&1 || true)"
+expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 10:43:14.035875 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 18:45:57.136252 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT1 114.154.19.19:8443
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100,connect-timeout=1 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
 # in the same state the host's own :8100 answers the client: tcp client -> 114.154.19.19:8100: connected (token echoed) answer "netns-lab-token2-$$ from 1.1.1.1"
 stop h5
 
@@ -213,15 +213,15 @@ phase "exclude-interface: fix"
 ip -n $L-host rule add iif cni0 goto 9010 pref 9000
 
 phase "exclude-interface: proof"
-expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443,connect-timeout=1 2>&1 || true)"
+expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token3-$$ from 1.1.1.1"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 443 >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on Meta
 ready h6 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
 ready h7 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443,connect-timeout=1 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
-# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 10:43:14.135280 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
-# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 10:43:14.135280 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
+# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 18:45:57.203670 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 18:45:57.203670 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
 stop h6
 stop h7
 
@@ -231,9 +231,9 @@ ip -n $L-host rule del iif cni0 goto 9010 pref 9000
 phase "mark-replies: evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on Meta
 ready h9 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443,connect-timeout=1 2>&1 || true)"
+expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 10:43:14.195368 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 18:45:57.260177 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT3 114.154.19.19:8443
 stop h9
 
@@ -250,7 +250,7 @@ NETNS_LAB_EOF
 ip -n $L-host rule add fwmark 0x100 lookup main pref 5000
 
 phase "mark-replies: proof"
-expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token5-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443,connect-timeout=1 2>&1 || true)"
+expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token5-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token5-$$ from 1.1.1.1"
 ip netns exec $L-host nft list ruleset
 # the pod's replies got the mark back from conntrack: restore-mark counter 5 packet(s)
@@ -258,9 +258,9 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 443 >"$W/h
 ready h10 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eno2
 ready h11 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443,connect-timeout=1 >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # tcp probe to 1.1.1.1:443
-# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 10:43:14.298680 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
-# ... and not eno2: Meta: 10:43:14.298680 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # tcp probe to 1.1.1.1:443
+# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 18:45:57.335771 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+# ... and not eno2: Meta: 18:45:57.335771 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
 stop h10
 stop h11
 

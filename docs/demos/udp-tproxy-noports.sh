@@ -70,6 +70,7 @@ ip -n $L-host link set vc2 up
 ip -n $L-inet link set p0 up
 ip -n $L-inet link set p1 up
 ip -n $L-inet link set p2 up
+ip -n $L-inet link set ph up
 ip -n $L-c0 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.10/24 dev eth0
 link set eth0 up
@@ -78,23 +79,22 @@ ip -n $L-c1 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.11/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
-addr add 203.0.113.11/24 dev eth0
+ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
+addr add 10.8.0.12/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-hk0 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.10/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
-addr add 10.8.0.12/24 dev eth0
+ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
+addr add 203.0.113.11/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-hk2 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.12/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip -n $L-inet link set ph up
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.2/24 dev eth0
 link set eth0 up
@@ -106,18 +106,6 @@ ip -n $L-c2 route add default via 10.8.0.1
 ip -n $L-inet addr add 198.51.100.7/32 dev lo
 ip -n $L-hk0 route add default via 203.0.113.1
 ip -n $L-hk1 route add default via 203.0.113.1
-ip -n $L-hk2 route add default via 203.0.113.1
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add br0 type bridge
-addr add 10.8.0.1/24 dev br0
-link set vc0 master br0
-link set vc0 up
-link set vc1 master br0
-link set vc1 up
-link set vc2 master br0
-link set vc2 up
-link set br0 up
-NETNS_LAB_EOF
 ip -n $L-inet -batch - <<'NETNS_LAB_EOF'
 link add ix type bridge
 addr add 203.0.113.1/24 dev ix
@@ -130,6 +118,18 @@ link set p1 up
 link set p2 master ix
 link set p2 up
 link set ix up
+NETNS_LAB_EOF
+ip -n $L-hk2 route add default via 203.0.113.1
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+link add br0 type bridge
+addr add 10.8.0.1/24 dev br0
+link set vc0 master br0
+link set vc0 up
+link set vc1 master br0
+link set vc1 up
+link set vc2 master br0
+link set vc2 up
+link set br0 up
 NETNS_LAB_EOF
 cat > "$W/host.json" <<'NETNS_LAB_EOF'
 {
@@ -210,18 +210,18 @@ NETNS_LAB_EOF
 ip netns exec $L-host iptables-nft -w -t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment tproxy -j TPROXY --on-port 10900 --on-ip 10.8.0.1 --tproxy-mark 10900/10900
 
 phase "evidence"
-expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7,connect-timeout=1 2>&1 || true)"
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7,connect-timeout=1 2>&1 || true)"
-expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7,connect-timeout=1 2>&1 || true)"
+expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
 # each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: tcp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token1-$$ from 203.0.113.10"; tcp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token2-$$ from 203.0.113.11"; tcp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token3-$$ from 203.0.113.12"
 ip netns exec $L-host iptables-nft-save -c
-# nat REDIRECT took each connection to v2ray (one packet per connection): 3 packet(s)
+# nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each): 3 packet(s)
 expect silent "netns-lab-token4-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token5-$$" | timeout 2 ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token6-$$" | timeout 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7: Udp NoPorts +3 for 3 datagrams; udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
 ip netns exec $L-host iptables-nft-save -c
-# the TPROXY rule matched every datagram all the same: 3 packet(s)
+# the TPROXY rule matched every datagram all the same: 3 packet(s) for 3 datagrams
 # v2ray never got them: no UDP session in its log: no UDP line in the log
 # no ICMP error goes back: the containers just wait: Icmp OutDestUnreachs +0
 # no container gets an answer: udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
