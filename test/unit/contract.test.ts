@@ -6,7 +6,7 @@ import { describe, expect, test } from 'vitest';
 
 process.env.NETNS_LAB_STATE_DIR = mkdtempSync(join(tmpdir(), 'netns-lab-state-'));
 
-const { defineScenario, runScenario, verdict } = await import('../../lib/scenario.ts');
+const { counts, defineScenario, explainResult, outcomeLabel, runConfirmed, runScenario, verdict } = await import('../../lib/scenario.ts');
 const { inNetns, shellLine, shellQuote } = await import('../../lib/exec.ts');
 const { classify } = await import('../../lib/probe.ts');
 const { isAlive, processRef, startTime } = await import('../../lib/registry.ts');
@@ -93,6 +93,85 @@ describe('scenario contract', () => {
     const result = await runScenario(s);
     expect(result.outcome).toBe('error');
     expect(result.message).toContain('boom');
+  });
+});
+
+/** The toy, whose evidence fails on the runs listed (1-based): a machine that was slow at the wrong moment. */
+function toyFailingOn(runs: number[]) {
+  let run = 0;
+  const s = toy();
+  const evidence = s.stages[0]!.evidence;
+  s.stages[0]!.evidence = async (net, check) => {
+    run++;
+    if (runs.includes(run)) check.that(false, 'traffic dropped', `nothing seen on run ${run}`);
+    await evidence(net, check);
+  };
+  return s;
+}
+
+describe('a verdict is confirmed by a rerun in a fresh lab', () => {
+  const strict = process.env.NETNS_LAB_STRICT;
+  const setStrict = (on: boolean) => {
+    if (on) process.env.NETNS_LAB_STRICT = '1';
+    else delete process.env.NETNS_LAB_STRICT;
+  };
+
+  test('a pass is reported at once, without a rerun', async () => {
+    const result = await runConfirmed(toyFailingOn([]));
+    expect(result.outcome).toBe('pass');
+    expect(result.rerun).toBeUndefined();
+  });
+
+  test('a failure that passes on its rerun is flaky: its own message, a failure in strict mode', async () => {
+    let reran = 0;
+    const result = await runConfirmed(toyFailingOn([1]), { onRerun: () => reran++ });
+    expect(reran).toBe(1);
+    expect(result.outcome).toBe('flaky');
+    expect(outcomeLabel(result)).toBe('flaky: passed on rerun');
+    expect(result.message).toContain('first run: stage toy: not reproduced: expected traffic dropped; saw nothing seen on run 1');
+    expect(result.rerun?.of.outcome).toBe('not reproduced');
+    expect(result.labId).not.toBe(result.rerun?.of.labId);
+    try {
+      setStrict(false);
+      expect(counts(result)).toBe(true);
+      setStrict(true);
+      expect(counts(result)).toBe(false);
+      expect(verdict(result).ok).toBe(false);
+    } finally {
+      setStrict(strict === '1');
+    }
+  });
+
+  test("a failure seen twice is confirmed, with both runs' evidence", async () => {
+    const result = await runConfirmed(toyFailingOn([1, 2]));
+    expect(result.outcome).toBe('not reproduced');
+    expect(result.rerun?.verdict).toBe('confirmed');
+    expect(outcomeLabel(result)).toBe('not reproduced (confirmed)');
+    const text = explainResult(result);
+    expect(text).toContain('not reproduced (confirmed)');
+    expect(text).toContain('saw nothing seen on run 1');
+    expect(text).toContain('saw nothing seen on run 2');
+    expect(counts(result)).toBe(false);
+  });
+
+  test("verify's negative modes confirm the other way: a proof that held without the fix is rerun", async () => {
+    const result = await runConfirmed(toy({ proofAlwaysHolds: true }), { mode: 'without-fix' });
+    expect(result.rerun?.verdict).toBe('confirmed');
+    expect(verdict(result)).toMatchObject({ ok: false, message: expect.stringContaining('confirmed by a rerun') });
+  });
+
+  test('an expected failure that shows only on the rerun is flaky too', async () => {
+    // fix-first: the evidence must fail; on the first run it "held" (a stale packet), on the rerun it failed
+    let run = 0;
+    const s = toy();
+    const evidence = s.stages[0]!.evidence;
+    s.stages[0]!.evidence = async (net, check) => {
+      if (++run === 1) return check.that(true, 'traffic dropped', 'a stale drop');
+      await evidence(net, check);
+    };
+    const result = await runConfirmed(s, { mode: 'fix-first' });
+    expect(result.outcome).toBe('flaky');
+    expect(outcomeLabel(result)).toBe('flaky: expected verdict on rerun');
   });
 });
 
