@@ -79,23 +79,41 @@ export class Capture {
   }
 
   /**
-   * Returns once tcpdump has printed every packet its filter accepted so far. A loaded machine
-   * delays tcpdump, not the kernel: a packet may be in its socket while the lab already decides.
-   * tcpdump's own count says how many to wait for: on SIGUSR1 it prints "N packets captured,
-   * M packets received by filter, K packets dropped by kernel" (M: what the kernel queued for it).
+   * Packets the kernel queued for tcpdump before its filter was attached (a link's IPv6 chatter):
+   * counted as received, then dropped by libpcap's own filter, so never printed.
    */
-  async flush(): Promise<void> {
-    const what = `tcpdump on ${this.host.name}/${this.iface}`;
+  private unfiltered = 0;
+
+  /** tcpdump's own counts: on SIGUSR1 it prints "N packets captured, M packets received by filter, K packets dropped by kernel". */
+  private async counts(): Promise<{ captured: number; received: number; dropped: number }> {
     const since = this.process.lines.length;
     this.process.signal('SIGUSR1');
     const line = await this.process.waitForLine((t) => TCPDUMP_STATS.test(t), deadline('evidence'), since);
-    const [, , received, dropped] = (line && TCPDUMP_STATS.exec(line.text)) ?? [];
-    if (received === undefined) throw new Error(`${what} did not report its counts: ${this.process.text().slice(-300)}`);
+    const m = line && TCPDUMP_STATS.exec(line.text);
+    if (!m) throw new Error(`tcpdump on ${this.host.name}/${this.iface} did not report its counts: ${this.process.text().slice(-300)}`);
+    return { captured: Number(m[1]), received: Number(m[2]), dropped: Number(m[3]) };
+  }
+
+  /** Right after tcpdump listens: what it received but did not capture came before its filter. */
+  async countUnfiltered(): Promise<void> {
+    const { captured, received, dropped } = await this.counts();
+    this.unfiltered = received - dropped - captured;
+  }
+
+  /**
+   * Returns once tcpdump has printed every packet its filter accepted so far. A loaded machine
+   * delays tcpdump, not the kernel: a packet may be in its socket while the lab already decides.
+   * tcpdump's own count says how many lines to wait for.
+   */
+  async flush(): Promise<void> {
+    const what = `tcpdump on ${this.host.name}/${this.iface}`;
+    const { received, dropped } = await this.counts();
     // a packet the kernel could not queue was never seen: absence on this capture would prove nothing
-    if (Number(dropped) > 0) throw new Error(`${what} lost ${dropped} packet(s) in the kernel: ${line?.text}`);
-    const printed = () => this.process.lines.filter((l) => l.stream === 'stdout').length >= Number(received);
+    if (dropped > 0) throw new Error(`${what} lost ${dropped} packet(s) in the kernel`);
+    const expected = received - this.unfiltered;
+    const printed = () => this.process.lines.filter((l) => l.stream === 'stdout').length >= expected;
     if (!(await poll(() => printed() || this.process.exited)))
-      throw new Error(`${what} did not print all ${received} packet(s) it received`);
+      throw new Error(`${what} did not print all ${expected} packet(s) it received: ${this.summary()}`);
   }
 
   /** Stops tcpdump once it has printed everything it received, and returns every packet. */
@@ -122,7 +140,9 @@ export async function capture(host: Host, iface: string, filter = ''): Promise<C
   // the kernel hands libpcap both directions of loopback and libpcap drops one: its count never matches what it printed
   if (iface === 'lo') throw new Error('capture a real interface, not lo: see Capture.flush');
   const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? filter.split(/\s+/) : [])];
-  return new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^listening on' }));
+  const started = new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^listening on' }));
+  await started.countUnfiltered();
+  return started;
 }
 
 // ---------------------------------------------------------------- conntrack

@@ -59,7 +59,7 @@ async function synAckIntoTun({ client, host }: Ctx, check: Check): Promise<void>
   // after the de-NAT the pod's SYN-ACK carries the address the client dialled through the router
   const fromPod = (p: Packet) => isSynAck(p) && p.src === HOST && p.sport === 8443 && p.dst === CLIENT;
   const synAck = meta.waitFor(fromPod);
-  // asked while the probe still holds its socket: did any SYN-ACK reach the client?
+  // asked while the probe still holds its socket (it is held until this check is in): did any SYN-ACK reach the client?
   const clientSocket = synAck.then((p) => p && client.exec(['ss', '-Htn', 'state', 'syn-sent', 'dst', PUBLIC]));
   const result = await tcp(client, `${PUBLIC}:8443`, { until: clientSocket });
   const seen = (await meta.stop()).find(fromPod);
