@@ -20,6 +20,7 @@ export default defineConfig({
           testTimeout: deadline('scenarioTest'),
           hookTimeout: deadline('hook'),
           setupFiles: ['test/scenarios/setup.ts'],
+          globalSetup: ['test/scenarios/global-setup.ts'],
         },
       },
     ],

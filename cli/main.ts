@@ -1,12 +1,13 @@
+#!/usr/bin/env node
 // netns-lab: list | run | verify | demo | clean | doctor
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderMarkdown, renderShell } from '../lib/demo.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
+import { PROJECT_ROOT } from '../lib/paths.ts';
 import { NS_PREFIX, readRecords, reapDead } from '../lib/registry.ts';
 import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
 import {
@@ -219,7 +220,7 @@ async function cmdDemo(selected: Scenario[], format: string, write: boolean): Pr
       continue;
     }
     if (write) {
-      const dir = join(fileURLToPath(new URL('..', import.meta.url)), 'docs', 'demos');
+      const dir = join(PROJECT_ROOT, 'docs', 'demos');
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result));
       writeFileSync(join(dir, `${scenario.name}.sh`), renderShell(scenario, result), { mode: 0o755 });

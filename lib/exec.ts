@@ -98,6 +98,8 @@ export interface RunOptions {
   note?: string;
   /** A poll (readiness, evidence): see Step.quiet. */
   quiet?: boolean;
+  /** Called with the pid once the command started: its owner may need to wait for it synchronously. */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RunResult {
@@ -155,16 +157,15 @@ export async function run(
   const started = performance.now();
   transcript.spawned++;
   const [file, ...args] = full as [string, ...string[]];
-  const result = await tracked(
-    line,
-    execa(file, args, {
-      input: opts.input ?? '',
-      reject: false,
-      timeout: opts.timeoutMs ?? deadline('command'),
-      stripFinalNewline: false,
-      env: { LC_ALL: 'C' },
-    }),
-  );
+  const child = execa(file, args, {
+    input: opts.input ?? '',
+    reject: false,
+    timeout: opts.timeoutMs ?? deadline('command'),
+    stripFinalNewline: false,
+    env: { LC_ALL: 'C' },
+  });
+  if (child.pid !== undefined) opts.onSpawn?.(child.pid);
+  const result = await tracked(line, child);
   const exitCode = result.exitCode ?? null;
   const step = {
     host: host?.name,

@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Background } from './background.ts';
 import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
+import { sleepSync } from './procs.ts';
 import {
   deleteNamespaceSync,
   killSync,
@@ -17,6 +18,7 @@ import {
   reapDead,
   removeRecord,
   runDir,
+  startTime,
   writeRecord,
 } from './registry.ts';
 import { deadline } from './time.ts';
@@ -32,6 +34,12 @@ function signalGroup(bg: Background, signal: NodeJS.Signals): void {
   try {
     process.kill(-bg.pid, signal);
   } catch {}
+}
+
+/** Blocks until process `pid` has exited (a zombie counts), at most `ms`. */
+function waitSyncUntilGone(pid: number, ms: number): void {
+  const until = Date.now() + ms;
+  while (startTime(pid) !== undefined && Date.now() < until) sleepSync(5);
 }
 
 /** The lab was torn down: whatever still polls it stops here. */
@@ -52,7 +60,13 @@ function installSignalHandlers(): void {
   const onSignal = (signal: NodeJS.Signals, code: number) => {
     process.on(signal, () => {
       for (const lab of liveLabs) lab.teardownSync();
-      process.exit(code);
+      try {
+        process.exit(code);
+      } finally {
+        // where process.exit is stubbed (vitest's workers), die of the signal itself, as if unhandled
+        process.removeAllListeners(signal);
+        process.kill(process.pid, signal);
+      }
     });
   };
   onSignal('SIGINT', 130);
@@ -83,6 +97,8 @@ export class Lab implements AsyncDisposable {
   private readonly processes = new Map<Background, Step>();
   private torndown = false;
   private readonly creating = new Set<Promise<unknown>>();
+  /** Pids of `ip netns add` still running: a namespace they make after teardown would outlive its record. */
+  private readonly adding = new Set<number>();
 
   private constructor(readonly scenario: string) {
     this.id = randomBytes(3).toString('hex');
@@ -123,9 +139,13 @@ export class Lab implements AsyncDisposable {
     const ns = this.nsName(name);
     this.record.namespaces.push(ns);
     writeRecord(this.record);
-    const adding = this.run(undefined, ['ip', 'netns', 'add', ns]);
+    let pid: number | undefined;
+    const adding = this.run(undefined, ['ip', 'netns', 'add', ns], { onSpawn: (p) => this.adding.add((pid = p)) });
     this.creating.add(adding);
-    await adding.finally(() => this.creating.delete(adding));
+    await adding.finally(() => {
+      this.creating.delete(adding);
+      if (pid !== undefined) this.adding.delete(pid);
+    });
     const host = new Host(this, name, ns);
     this.hosts.set(name, host);
     await host.ip('link set lo up');
@@ -238,6 +258,7 @@ export class Lab implements AsyncDisposable {
   /** The same teardown without awaiting: for signal and exit handlers. */
   teardownSync(): void {
     if (this.torndown) return;
+    for (const pid of this.adding) waitSyncUntilGone(pid, deadline('stopGrace'));
     for (const bg of [...this.processes.keys()].reverse()) if (!bg.exited) killSync(bg.ref, deadline('killGrace'));
     for (const ns of [...this.record.namespaces].reverse()) deleteNamespaceSync(ns);
     this.finish();

@@ -4,6 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deadline } from './time.ts';
+import { procStat, sleepSync } from './procs.ts';
 
 const DEFAULT_STATE_DIR = '/run/netns-lab';
 export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR;
@@ -37,16 +38,10 @@ export interface RunRecord {
   kept?: boolean;
 }
 
-/** Start time of a live process in clock ticks since boot (field 22 of /proc/<pid>/stat); undefined if gone or a zombie. */
+/** Start time of a live process in clock ticks since boot; undefined if gone or a zombie. */
 export function startTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // comm (field 2) may contain spaces: fields after the last ')' are fixed, starting with the state
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return rest[0] === 'Z' ? undefined : rest[19];
-  } catch {
-    return undefined;
-  }
+  const p = procStat(pid);
+  return p && p.state !== 'Z' ? p.start : undefined;
 }
 
 export function processRef(pid: number): ProcessRef {
@@ -99,11 +94,6 @@ export function readRecords(): RunRecord[] {
 /** Named network namespaces: `ip netns` keeps one bind mount each in /run/netns (read directly: no spawn). */
 export function listNamespaces(): string[] {
   return readdirSafe(NETNS_DIR);
-}
-
-/** Blocks this thread (teardown in a signal or exit handler cannot await). */
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** Stops a process we own: SIGTERM, then SIGKILL if it is still there after `graceMs`. */

@@ -18,9 +18,10 @@
 // namespaces hang below it, and /proc/sys/net (read-only in a container) is made writable there
 // only. When the container goes, every namespace the suite made goes with it.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { PROJECT_ROOT } from '../lib/paths.ts';
 
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 // We never connect to the container's ports. Without this, testcontainers running where /.dockerenv
@@ -29,7 +30,7 @@ process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 process.env.TESTCONTAINERS_HOST_OVERRIDE ??= 'localhost';
 const { GenericContainer, getContainerRuntimeClient } = await import('testcontainers');
 
-const root = dirname(dirname(fileURLToPath(import.meta.url)));
+const root = PROJECT_ROOT;
 const say = (msg: string) => process.stderr.write(`test:container: ${msg}\n`);
 const secs = (t0: number) => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
 

@@ -1,65 +1,66 @@
-// Interrupted runs leave nothing behind: SIGINT and SIGTERM tear down at once; after SIGKILL, `clean` does.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+// Interrupted runs leave nothing behind, through the commands the README gives: Ctrl-C and SIGTERM
+// (to the process group, as a terminal or a CI runner sends them) at a random moment mid-scenario,
+// and nothing of the run's labs exists once the command has returned; after SIGKILL, `clean` removes it.
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
+import { type Interruption, interruptCommand, nothingLeft, README_COMMANDS } from '../../lib/interrupts.ts';
+import { PROJECT_ROOT } from '../../lib/paths.ts';
+import { descendsFrom } from '../../lib/procs.ts';
 import { isAlive, listNamespaces, type RunRecord, readRecords } from '../../lib/registry.ts';
 import { waitFor } from '../../lib/wait.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
+const EXIT_CODE = { SIGINT: 130, SIGTERM: 143 } as const;
 
-function startRun(): ChildProcess {
-  // node --import tsx: one process, so the run's owner pid is the child's pid; verify keeps several labs busy
-  return spawn(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'verify', 'ip-forward'], { cwd: root, stdio: 'ignore' });
+/** Interrupts until one signal lands mid-run: a command that finished first proves nothing. */
+async function interruptMidRun(name: string, signal: keyof typeof EXIT_CODE): Promise<Interruption> {
+  const { args, env } = README_COMMANDS[name]!;
+  let last: Interruption | undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    last = await interruptCommand(args, signal, { afterLabMs: Math.floor(Math.random() * 600), env });
+    if (!last.finished) return last;
+  }
+  return last!;
 }
 
-/** Waits until one of the child's labs has built its hosts and runs a helper (mid-scenario). */
-async function midRun(child: ChildProcess): Promise<RunRecord> {
-  return waitFor(
-    'the run to be mid-scenario',
-    () => {
-      const present = new Set(listNamespaces());
-      return readRecords().find(
-        (r) =>
-          r.owner.pid === child.pid && r.namespaces.length >= 3 && r.processes.some(isAlive) && r.namespaces.every((ns) => present.has(ns)),
-      );
-    },
-    { timeoutMs: 15_000, intervalMs: 5 },
-  );
-}
+describe('interrupted runs', () => {
+  for (const name of Object.keys(README_COMMANDS)) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      test(`${signal} to \`pnpm ${name}\` at a random moment leaves nothing once it returns`, async () => {
+        const r = await interruptMidRun(name, signal);
+        expect(r.finished, `the command finished before ${signal}`).toBe(false);
+        expect(r.labs).toBeGreaterThan(0);
+        expect(r.exit.code).toBe(EXIT_CODE[signal]);
+        expect(r.left, r.stderr).toEqual({ namespaces: [], processes: [], records: [] });
+        expect(nothingLeft(r.left)).toBe(true);
+      });
+    }
+  }
 
-function leftBehind(record: RunRecord) {
-  const present = new Set(listNamespaces());
-  return {
-    namespaces: record.namespaces.filter((ns) => present.has(ns)),
-    processes: record.processes.filter(isAlive).map((p) => p.pid),
-    record: readRecords().some((r) => r.id === record.id),
-  };
-}
-
-const NOTHING = { namespaces: [], processes: [], record: false };
-
-describe.concurrent('interrupted runs', () => {
-  test.each([
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const)('%s mid-scenario tears the lab down before exiting', async (signal, code) => {
-    const child = startRun();
-    const record = await midRun(child);
-    child.kill(signal);
-    const [exitCode] = await once(child, 'exit');
-    expect(exitCode).toBe(code);
-    expect(leftBehind(record)).toEqual(NOTHING);
-  });
-
-  test('SIGKILL leaves what `netns-lab clean` removes', async () => {
-    const child = startRun();
-    const record = await midRun(child);
-    child.kill('SIGKILL');
+  test('SIGKILL to `pnpm netns-lab verify` leaves what `pnpm netns-lab clean` removes', async () => {
+    const child = spawn('pnpm', ['-s', 'netns-lab', 'verify', 'ip-forward'], { cwd: PROJECT_ROOT, stdio: 'ignore', detached: true });
+    const record: RunRecord = await waitFor(
+      'a lab of the run mid-scenario',
+      () => {
+        const present = new Set(listNamespaces());
+        return readRecords().find(
+          (r) =>
+            descendsFrom(r.owner.pid, child.pid!) &&
+            r.namespaces.length >= 3 &&
+            r.processes.some(isAlive) &&
+            r.namespaces.every((ns) => present.has(ns)),
+        );
+      },
+      { timeoutMs: 30_000, intervalMs: 5 },
+    );
+    process.kill(-child.pid!, 'SIGKILL');
     await once(child, 'exit');
-    expect(leftBehind(record).namespaces.length).toBeGreaterThan(0);
-    const clean = spawnSync(process.execPath, ['--import', 'tsx', 'cli/main.ts', 'clean'], { cwd: root, encoding: 'utf8' });
-    expect(clean.status).toBe(0);
-    expect(leftBehind(record)).toEqual(NOTHING);
+    const present = () => record.namespaces.filter((ns) => new Set(listNamespaces()).has(ns));
+    expect(present().length).toBeGreaterThan(0);
+    const clean = spawnSync('pnpm', ['-s', 'netns-lab', 'clean'], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+    expect(clean.status, clean.stderr).toBe(0);
+    expect(present()).toEqual([]);
+    expect(record.processes.filter(isAlive)).toEqual([]);
+    expect(readRecords().some((r) => r.id === record.id)).toBe(false);
   });
 });

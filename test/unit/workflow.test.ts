@@ -68,7 +68,7 @@ describe('container image recipe', () => {
   });
 
   test('the scripts that build and run it exist', () => {
-    expect(pkg.scripts['test:container']).toBe('tsx scripts/test-container.ts');
+    expect(pkg.scripts['test:container']).toBe('tsc -p tsconfig.build.json && exec node dist/scripts/test-container.js');
     expect(pkg.scripts['image:offline']).toBe('zx scripts/build-offline-image.mjs');
   });
 });
