@@ -1,14 +1,14 @@
 #!/usr/bin/env node
 // netns-lab: list | run | verify | demo | clean | doctor
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { renderMarkdown, renderShell } from '../lib/demo.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
-import { NS_PREFIX, readRecords, reapDead } from '../lib/registry.ts';
+import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, STATE_DIR } from '../lib/registry.ts';
 import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
 import {
   counts,
@@ -26,24 +26,6 @@ import {
 } from '../lib/scenario.ts';
 import { describeTimeBase } from '../lib/time.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';
-
-const USAGE = `usage: netns-lab <command> [options]
-
-  list                          the scenarios, the write-up each reproduces, what breaks, the fix
-  run <scenario...|--all>       run scenarios as written (break, evidence, fix, proof)
-      --keep                    stop after the first evidence and leave the lab up to explore
-  verify <scenario...|--all>    run each scenario three ways: as written (must pass), without the fix
-                                (proof must fail), fix applied before the break (evidence must fail)
-  demo <scenario...|--all>      run and render a demo for a write-up: Markdown with every command,
-                                the packets, counters and verdicts (default), or a bash script
-      --format md|sh            that replays it without Node (sh)
-      --write                   write docs/demos/<scenario>.md and .sh instead of printing
-  clean                         remove namespaces and processes left by dead or kept runs
-  doctor                        check root, tools and their versions, kernel features
-  untouched -- <command...>     run a command; fail if the machine's root namespace changed
-                                (links, addresses, routes, rules, rulesets, sysctls; no lab leftovers)
-
-environment: NETNS_LAB_STRICT=1 turns skips into failures (CI)`;
 
 class UsageError extends Error {}
 
@@ -240,16 +222,53 @@ function cmdList(): number {
   return 0;
 }
 
-function cmdClean(): number {
+/** `labs` and `clean --dry-run`: every run on record, whether clean would remove it, and why. */
+function printPlan(opts: CleanOptions, verb: string): void {
+  const { plans, refused, unclaimed } = cleanPlan(opts);
+  if (!plans.length && !refused.length && !unclaimed.length) {
+    process.stdout.write(`no labs (state in ${STATE_DIR})\n`);
+    return;
+  }
+  const rows = plans.map((p) => [
+    p.record.id,
+    p.record.scenario,
+    p.record.kept ? `kept, ${p.owner}` : p.owner,
+    String(p.record.namespaces.length),
+    `${p.remove ? verb : 'left alone'}: ${p.why}`,
+  ]);
+  if (rows.length)
+    process.stdout.write(`${table([['run', 'scenario', 'owner', 'namespaces', `\`clean${cleanFlags(opts)}\``], ...rows])}\n`);
+  for (const r of refused) process.stdout.write(`record ${join(STATE_DIR, r.file)} refused (${r.why}): left alone\n`);
+  for (const ns of unclaimed) process.stdout.write(`namespace ${ns}: no record claims it, left alone (ip netns del ${ns})\n`);
+}
+
+const cleanFlags = (opts: CleanOptions) => `${opts.kept ? ' --kept' : ''}${opts.ids?.length ? ` ${opts.ids.join(' ')}` : ''}`;
+
+function cmdLabs(): number {
+  printPlan({}, 'would remove');
+  return 0;
+}
+
+function cmdClean(ids: string[], kept: boolean, dryRun: boolean): number {
   if (!isRoot()) fail('must run as root to remove network namespaces');
-  const reaped = reapDead({ includeKept: true });
+  const opts: CleanOptions = { kept, ids: ids.length ? ids : undefined };
+  if (ids.length) {
+    const known = new Set(readRecords().map((r) => r.id));
+    const unknown = ids.filter((id) => !known.has(id));
+    if (unknown.length) fail(`no run ${unknown.join(', ')} on record (see netns-lab labs)`, 2);
+  }
+  if (dryRun) {
+    printPlan(opts, 'would remove');
+    return 0;
+  }
+  const reaped = reapDead(opts);
   process.stdout.write(
-    reaped.namespaces.length || reaped.processes.length
-      ? `removed ${reaped.namespaces.length} namespace(s) and ${reaped.processes.length} process(es) from ${reaped.runs.length} run(s)\n`
+    reaped.runs.length
+      ? `removed ${reaped.runs.length} run(s): ${reaped.namespaces.length} namespace(s), ${reaped.processes.length} process(es)\n`
       : 'nothing to clean\n',
   );
-  const live = readRecords();
-  if (live.length) process.stdout.write(`left alone: ${live.length} run(s) whose owner is still alive\n`);
+  const left = cleanPlan(opts).plans.filter((p) => !p.remove);
+  if (left.length) process.stdout.write(`left alone: ${left.map((p) => `${p.record.id} (${p.why})`).join('; ')}\n`);
   return 0;
 }
 
@@ -320,54 +339,130 @@ function cmdDoctor(): number {
   return isRoot() && runnable ? 0 : 1;
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    options: {
-      all: { type: 'boolean' },
-      keep: { type: 'boolean' },
-      format: { type: 'string' },
-      write: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  switch (command) {
-    case 'list':
-      return cmdList();
-    case 'run':
-      return cmdRun(selectScenarios(positionals, values.all ?? false), values.keep ?? false);
-    case 'verify':
-      return cmdVerify(selectScenarios(positionals, values.all ?? false));
-    case 'demo':
-      return cmdDemo(selectScenarios(positionals, values.all ?? false), values.format ?? 'md', values.write ?? false);
-    case 'clean':
-      return cmdClean();
-    case 'doctor':
-      return cmdDoctor();
-    case 'untouched':
-      return cmdUntouched(positionals);
-    case 'preflight':
-      preflight(selectScenarios(positionals, true));
+type Options = NonNullable<ParseArgsConfig['options']>;
+type Values = Record<string, string | boolean | undefined>;
+
+interface Command {
+  /** What follows the command's name in its usage line. */
+  args: string;
+  summary: string;
+  /** Option lines for its help. */
+  details?: string;
+  options?: Options;
+  run(values: Values, positionals: string[]): number | Promise<number>;
+  /** Used by the package's own scripts, not listed in the help. */
+  hidden?: boolean;
+}
+
+const ALL = { all: { type: 'boolean' } } as const satisfies Options;
+
+const COMMANDS: Record<string, Command> = {
+  list: { args: '', summary: 'the scenarios, the write-up each reproduces, what breaks, the fix', run: () => cmdList() },
+  run: {
+    args: '<scenario...|--all> [--keep]',
+    summary: 'run scenarios as written (break, evidence, fix, proof)',
+    details: '  --keep   stop after the first evidence and leave the lab up to explore (`clean <run>` removes it)',
+    options: { ...ALL, keep: { type: 'boolean' } },
+    run: (v, names) => cmdRun(selectScenarios(names, v.all === true), v.keep === true),
+  },
+  verify: {
+    args: '<scenario...|--all>',
+    summary:
+      'run each scenario three ways: as written (must pass), without the fix (proof must fail),\nfix applied before the break (evidence must fail)',
+    options: ALL,
+    run: (v, names) => cmdVerify(selectScenarios(names, v.all === true)),
+  },
+  demo: {
+    args: '<scenario...|--all> [--format md|sh] [--write]',
+    summary: 'run and render a demo for a write-up: Markdown with every command, the packets, counters and verdicts',
+    details:
+      '  --format md|sh   Markdown (default), or a bash script that replays it without Node\n  --write          write docs/demos/<scenario>.md and .sh instead of printing',
+    options: { ...ALL, format: { type: 'string' }, write: { type: 'boolean' } },
+    run: (v, names) => cmdDemo(selectScenarios(names, v.all === true), (v.format as string) ?? 'md', v.write === true),
+  },
+  labs: {
+    args: '',
+    summary: 'the runs on record: live, dead or kept, and what `clean` would do with each, and why',
+    run: () => cmdLabs(),
+  },
+  clean: {
+    args: '[<run>...] [--kept] [--dry-run]',
+    summary: 'remove what dead runs left (namespaces, processes, files); kept labs stay unless asked for',
+    details:
+      '  <run>...    only these runs (ids from `netns-lab labs`), kept ones included\n  --kept      kept labs too\n  --dry-run   say what would be removed, remove nothing',
+    options: { kept: { type: 'boolean' }, 'dry-run': { type: 'boolean' } },
+    run: (v, ids) => cmdClean(ids, v.kept === true, v['dry-run'] === true),
+  },
+  doctor: { args: '', summary: 'check root, tools and their versions, kernel features', run: () => cmdDoctor() },
+  untouched: {
+    args: '-- <command...>',
+    summary:
+      "run a command; fail if the machine's root namespace changed\n(links, addresses, routes, rules, rulesets, sysctls; no lab leftovers)",
+    run: (_, command) => cmdUntouched(command),
+  },
+  preflight: {
+    args: '',
+    summary: 'root, base tools and (strict) every requirement: what `pnpm test:scenarios` checks first',
+    hidden: true,
+    run: () => {
+      preflight(selectScenarios([], true));
       return 0;
-    case undefined:
-    case 'help':
-    case '--help':
-    case '-h':
-      process.stdout.write(`${USAGE}\n`);
-      return command ? 0 : 2;
-    default:
-      throw new UsageError(`unknown command '${command}'`);
+    },
+  },
+};
+
+function usage(): string {
+  const listed = Object.entries(COMMANDS).filter(([, c]) => !c.hidden);
+  const width = Math.max(...listed.map(([name, c]) => `${name} ${c.args}`.length)) + 2;
+  const pad = ' '.repeat(width + 2);
+  return `usage: netns-lab <command> [options]       (netns-lab <command> --help for one)
+
+${listed.map(([name, c]) => `  ${`${name} ${c.args}`.padEnd(width)}${c.summary.replaceAll('\n', `\n${pad}`)}`).join('\n')}
+
+environment: NETNS_LAB_STRICT=1 turns skips into failures (CI)`;
+}
+
+function commandHelp(name: string, c: Command): string {
+  return `usage: netns-lab ${name} ${c.args}\n\n${c.summary}\n${c.details ? `\n${c.details}\n` : ''}`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    const about = name === 'help' && rest[0] ? COMMANDS[rest[0]] : undefined;
+    process.stdout.write(about ? commandHelp(rest[0]!, about) : `${usage()}\n`);
+    return name === undefined ? 2 : 0;
   }
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`netns-lab ${JSON.parse(readFileSync(join(PROJECT_ROOT, 'package.json'), 'utf8')).version}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command '${name}'`);
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: rest,
+      allowPositionals: true,
+      strict: true,
+      options: { ...command.options, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    // node's message goes on about positionals after '--': the first sentence is the news
+    throw new UsageError(`${name}: ${(err as Error).message.split('. ')[0]}`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(commandHelp(name, command));
+    return 0;
+  }
+  return command.run(values, positionals);
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      fail(`${err.message} (see netns-lab --help)`, 2);
-    }
+    if (err instanceof UsageError) fail(`${err.message} (see netns-lab --help)`, 2);
     // one line; the stack only when asked for
     fail(err instanceof Error ? (process.env.NETNS_LAB_DEBUG ? (err.stack ?? err.message) : err.message) : String(err));
   },

@@ -162,24 +162,35 @@ function lastError(stderr: string): string {
 
 // ---------------------------------------------------------------- bash
 
-const PRELUDE = `set -euo pipefail
+/** The run's record, as a lab writes it: `netns-lab clean` removes what a killed script left. */
+const prelude = (scenario: string, hosts: string[]) => `set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
-W="$(mktemp -d)"     # helpers' logs and config files
+S="\${NETNS_LAB_STATE_DIR:-/run/netns-lab}"   # netns-lab's state: a killed run is found there by \`netns-lab clean\`
+umask 077
+mkdir -p "$S"
+W="$S/sh$$.d"        # helpers' logs and config files
+mkdir -p "$W"
+NS=""; for h in ${hosts.join(' ')}; do NS="$NS\${NS:+,}\\"$L-$h\\""; done
+printf '{"id":"sh%s","scenario":"${scenario}","owner":{"pid":%s,"start":"%s"},"pidns":"%s","namespaces":[%s],"processes":[]}\\n' \\
+  "$$" "$$" "$(awk '{print $22}' /proc/$$/stat)" "$(readlink /proc/$$/ns/pid)" "$NS" >"$S/.sh$$.tmp"
+mv "$S/.sh$$.tmp" "$S/sh$$.json"
 PIDS=()
 cleanup() {
   local pid ns
-  for pid in "${'$'}{PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "\${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for ns in $(ip netns list | awk '{print $1}' | grep "^$L-" || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns"
   done
-  rm -rf "$W"
+  rm -rf "$W" "$S/sh$$.json"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
-fail() { echo "FAIL: $*" >&2; exit 1; }
+trap 'exit 130' INT
+trap 'exit 143' TERM`;
+
+const HELPERS = `fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 # ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
 ready() { local LOG="$W/$1" i; for i in $(seq 500); do eval "$2" && return 0; sleep 0.01; done; fail "helper $1 not ready: $(tail -3 "$LOG")"; }
@@ -195,6 +206,7 @@ expect() {
 
 export function renderShell(scenario: Scenario, result: ScenarioResult): string {
   const norm = new Normalizer(result.labId ?? 'demo', { ns: '$L-', dir: '$W', token: (n) => `netns-lab-token${n}-$$` });
+  const hosts = [...new Set(result.steps.map((st) => st.host).filter((h): h is string => h !== undefined))].sort();
   const out: string[] = [
     '#!/usr/bin/env bash',
     `# ${scenario.name}: ${scenario.title}`,
@@ -205,7 +217,8 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
       .replace(/^\n/, '')
       .split('\n')
       .map((l) => `#${l}`),
-    PRELUDE,
+    prelude(scenario.name, hosts),
+    HELPERS,
   ];
   let helper = 0;
   for (const section of sections(result.steps)) {
@@ -223,7 +236,8 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
         out.push(heredoc(`cat > "${norm.commands(step.file)}"`, norm.commands(step.input ?? '')));
       } else if (step.shell?.probe) {
         const token = norm.commands(step.shell.probe.token);
-        const cmd = step.background ? `echo "${token}" | timeout 2 ${line}` : line;
+        // --foreground: the probe stays in the script's process group, so Ctrl-C reaches it
+        const cmd = step.background ? `echo "${token}" | timeout --foreground 2 ${line}` : line;
         out.push(`expect ${step.shell.probe.echoed ? 'answered' : 'silent'} "${token}" "${what}" "$(${cmd} 2>&1 || true)"`);
       } else if (step.background) {
         const log = `h${++helper}`;

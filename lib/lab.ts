@@ -2,7 +2,7 @@
 
 import { spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Background } from './background.ts';
 import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
@@ -11,6 +11,7 @@ import {
   deleteNamespaceSync,
   killSync,
   listNamespaces,
+  makeRunDir,
   NS_PREFIX,
   namespacePids,
   processRef,
@@ -76,6 +77,32 @@ function installSignalHandlers(): void {
     for (const lab of liveLabs) lab.teardownSync();
   });
 }
+
+/**
+ * A new namespace copies its IPv4 settings from the machine's root namespace, not from the kernel's
+ * defaults: on an Ubuntu host (rp_filter=2) or a Docker host (ip_forward=1) a lab would start
+ * differently. Every host starts from the kernel's defaults; scenarios set what they depend on.
+ */
+export const KERNEL_DEFAULTS: Record<string, number> = {
+  'net.ipv4.ip_forward': 0,
+  ...Object.fromEntries(
+    ['all', 'default', 'lo'].flatMap((dev) =>
+      Object.entries({
+        rp_filter: 0,
+        accept_local: 0,
+        route_localnet: 0,
+        arp_ignore: 0,
+        arp_announce: 0,
+        arp_filter: 0,
+        proxy_arp: 0,
+        log_martians: 0,
+        src_valid_mark: 0,
+        accept_redirects: 1,
+        send_redirects: 1,
+      }).map(([key, value]) => [`net.ipv4.conf.${dev}.${key}`, value]),
+    ),
+  ),
+};
 
 export interface SpawnOptions {
   note?: string;
@@ -148,7 +175,7 @@ export class Lab implements AsyncDisposable {
     });
     const host = new Host(this, name, ns);
     this.hosts.set(name, host);
-    await host.ip('link set lo up');
+    await Promise.all([host.ip('link set lo up'), host.sysctl(KERNEL_DEFAULTS)]);
     return host;
   }
 
@@ -215,9 +242,8 @@ export class Lab implements AsyncDisposable {
 
   /** Writes a file the lab's processes read (a proxy's config); recorded so demos can recreate it. */
   writeFile(name: string, content: string): string {
-    const path = join(this.dir, name);
-    mkdirSync(this.dir, { recursive: true });
-    writeFileSync(path, content);
+    const path = join(makeRunDir(this.id), name);
+    writeFileSync(path, content, { mode: 0o600 });
     this.transcript.record({ line: `cat > ${path}`, input: content, file: path, exitCode: 0, durationMs: 0, stdout: '', stderr: '' });
     return path;
   }
@@ -278,14 +304,14 @@ export class Lab implements AsyncDisposable {
    * takes over each pipe and keeps its output in the lab's directory.
    */
   keep(): void {
-    mkdirSync(this.dir, { recursive: true });
+    makeRunDir(this.id);
     for (const bg of this.processes.keys()) {
       if (bg.exited) continue;
       for (const stream of ['stdout', 'stderr'] as const) {
         const pipe = bg.proc.child[stream];
         if (!pipe) continue;
         pipe.pause();
-        const log = openSync(join(this.dir, `${bg.pid}.${stream}`), 'a');
+        const log = openSync(join(this.dir, `${bg.pid}.${stream}`), 'a', 0o600);
         const reader = spawnChild('cat', [], { stdio: [pipe, log, 'ignore'], detached: true });
         reader.unref();
         closeSync(log);

@@ -1,7 +1,22 @@
 // Run records on disk: which namespaces and processes a run owns, and which runs are dead.
 // A process is identified by pid AND start time, so a recycled pid is never mistaken for ours.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  closeSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  type Stats,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { deadline } from './time.ts';
 import { procStat, sleepSync } from './procs.ts';
@@ -11,17 +26,12 @@ export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR;
 const NETNS_DIR = '/run/netns';
 /** Every lab namespace starts with this; the run id follows. */
 export const NS_PREFIX = 'nl-';
-/** A lab namespace: prefix, six-hex-digit run id, host name. Nothing else is ever reaped. */
-const LAB_NAMESPACE = /^nl-[0-9a-f]{6}-/;
-export const isLabNamespace = (ns: string) => LAB_NAMESPACE.test(ns);
-/** An exported demo script's namespace carries its shell's pid: `nlsh<pid>-<host>`. */
-const SCRIPT_NAMESPACE = /^nlsh(\d+)-/;
-
-/** A namespace a demo script left when it was killed before its trap ran (its shell is gone). */
-function isOrphanedScriptNamespace(ns: string): boolean {
-  const pid = SCRIPT_NAMESPACE.exec(ns)?.[1];
-  return pid !== undefined && startTime(Number(pid)) === undefined;
-}
+/** Run ids: six hex digits for a lab, `sh<pid>` for an exported demo script. */
+const RUN_ID = /^(?:[0-9a-f]{6}|sh\d+)$/;
+/** The namespace prefix a run's id gives its namespaces: a record can only ever claim its own. */
+export const namespacePrefix = (id: string) => (id.startsWith('sh') ? `nl${id}-` : `${NS_PREFIX}${id}-`);
+/** Shaped like a lab's or a demo script's namespace (whether or not any record claims it). */
+export const isLabNamespace = (ns: string) => /^(?:nl-[0-9a-f]{6}|nlsh\d+)-/.test(ns);
 
 export interface ProcessRef {
   pid: number;
@@ -32,6 +42,8 @@ export interface RunRecord {
   id: string;
   scenario: string;
   owner: ProcessRef;
+  /** The owner's PID namespace (`pid:[4026531836]`): its pid means something only there. */
+  pidns?: string;
   namespaces: string[];
   processes: ProcessRef[];
   /** Left up on purpose (`run --keep`): only `clean` removes it. */
@@ -52,17 +64,69 @@ export function isAlive(ref: ProcessRef): boolean {
   return startTime(ref.pid) === ref.start;
 }
 
+/** This process' PID namespace, as `readlink /proc/self/ns/pid` prints it. */
+export const OWN_PIDNS = (() => {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+})();
+
+/** What can be said of a run's owner from here. */
+export type OwnerState = 'alive' | 'dead' | 'elsewhere';
+
+export function ownerState(record: RunRecord): OwnerState {
+  // a pid from another PID namespace (a container sharing /run) names some other process here
+  if (record.pidns && OWN_PIDNS && record.pidns !== OWN_PIDNS) return 'elsewhere';
+  return isAlive(record.owner) ? 'alive' : 'dead';
+}
+
+/** Root's state is root's alone: a directory or file anyone else could write is never trusted. */
+export class UntrustedState extends Error {
+  constructor(path: string, why: string) {
+    super(`refusing ${path}: ${why} (netns-lab's state must be owned by root and writable by no one else)`);
+    this.name = 'UntrustedState';
+  }
+}
+
+function untrusted(st: Stats): string | undefined {
+  if (st.uid !== process.getuid?.()) return `owned by uid ${st.uid}`;
+  if (st.mode & 0o022) return `mode ${(st.mode & 0o777).toString(8)}, writable by others`;
+  return undefined;
+}
+
+/** Creates the state directory (0700, whatever the umask) or checks the one there. */
+export function ensureStateDir(dir = STATE_DIR): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new UntrustedState(dir, 'not a directory');
+  const why = untrusted(st);
+  if (why) throw new UntrustedState(dir, why);
+  // made before modes were explicit (0755): ours, and never writable by others, so only tightened
+  if ((st.mode & 0o777) !== 0o700) chmodSync(dir, 0o700);
+}
+
 export function writeRecord(record: RunRecord): void {
-  mkdirSync(STATE_DIR, { recursive: true });
+  ensureStateDir();
   // rename is atomic: a concurrent reaper never reads half a record
   const tmp = join(STATE_DIR, `.${record.id}.tmp`);
-  writeFileSync(tmp, JSON.stringify(record));
+  writeFileSync(tmp, JSON.stringify({ pidns: OWN_PIDNS, ...record }), { mode: 0o600 });
   renameSync(tmp, join(STATE_DIR, `${record.id}.json`));
 }
 
-/** A run's directory for the files its processes read. */
+/** A run's directory for the files its processes read (0700: root loads configs from it). */
 export function runDir(id: string): string {
   return join(STATE_DIR, `${id}.d`);
+}
+
+export function makeRunDir(id: string): string {
+  ensureStateDir();
+  const dir = runDir(id);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const why = untrusted(lstatSync(dir));
+  if (why) throw new UntrustedState(dir, why);
+  return dir;
 }
 
 export function removeRecord(id: string): void {
@@ -78,17 +142,56 @@ function readdirSafe(dir: string): string[] {
   }
 }
 
-export function readRecords(): RunRecord[] {
-  const files = readdirSafe(STATE_DIR).filter((f) => f.endsWith('.json'));
+/** A record file that is not a valid record of ours: never acted on, reported by `labs`. */
+export interface RefusedRecord {
+  file: string;
+  why: string;
+}
+
+const isRef = (v: any): v is ProcessRef => !!v && Number.isInteger(v.pid) && v.pid > 0 && typeof v.start === 'string';
+
+/** Checks a parsed record: an id naming its file, an owner, namespaces carrying the id. */
+function recordProblem(file: string, r: any): string | undefined {
+  if (!r || typeof r !== 'object') return 'not a record';
+  if (typeof r.id !== 'string' || !RUN_ID.test(r.id) || file !== `${r.id}.json`) return 'no valid id';
+  if (!isRef(r.owner)) return 'no owner';
+  if (!Array.isArray(r.namespaces) || !r.namespaces.every((ns: unknown) => typeof ns === 'string' && ns.startsWith(namespacePrefix(r.id))))
+    return 'namespaces not named after its id';
+  if (!Array.isArray(r.processes) || !r.processes.every(isRef)) return 'bad process list';
+  return undefined;
+}
+
+/** The state directory's records, and the files in it that are refused (invalid, or writable by others). */
+export function readState(): { records: RunRecord[]; refused: RefusedRecord[] } {
   const records: RunRecord[] = [];
-  for (const file of files) {
+  const refused: RefusedRecord[] = [];
+  for (const file of readdirSafe(STATE_DIR)
+    .filter((f) => f.endsWith('.json'))
+    .sort()) {
+    let fd: number | undefined;
     try {
-      records.push(JSON.parse(readFileSync(join(STATE_DIR, file), 'utf8')) as RunRecord);
-    } catch {
-      // unreadable: its namespaces count as unclaimed below
+      fd = openSync(join(STATE_DIR, file), 'r');
+      const why = untrusted(fstatSync(fd));
+      if (why) {
+        refused.push({ file, why });
+        continue;
+      }
+      const record = JSON.parse(readFileSync(fd, 'utf8'));
+      const problem = recordProblem(file, record);
+      if (problem) refused.push({ file, why: problem });
+      else records.push(record as RunRecord);
+    } catch (err) {
+      // removed between the listing and the read: a run that just ended
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') refused.push({ file, why: (err as Error).message });
+    } finally {
+      if (fd !== undefined) closeSync(fd);
     }
   }
-  return records;
+  return { records, refused };
+}
+
+export function readRecords(): RunRecord[] {
+  return readState().records;
 }
 
 /** Named network namespaces: `ip netns` keeps one bind mount each in /run/netns (read directly: no spawn). */
@@ -136,20 +239,59 @@ export function deleteNamespaceSync(ns: string): void {
   } catch {}
 }
 
-/** Lab namespaces no live run claims, and processes of dead runs still running: what a run left behind. */
+/** Lab namespaces no live or kept run claims, and processes of dead runs still running: what a run left behind. */
 export function leftovers(): { namespaces: string[]; processes: number[] } {
-  // namespaces before records: see reapDead
-  const namespaces = listNamespaces();
   const records = readRecords();
-  const claimed = new Set(records.filter((r) => isAlive(r.owner) || r.kept).flatMap((r) => r.namespaces));
+  const namespaces = listNamespaces();
+  // a live run's next namespace is recorded before it is made: records read first claim it too
+  const claimed = new Set(records.filter((r) => ownerState(r) !== 'dead' || r.kept).flatMap((r) => r.namespaces));
   return {
-    namespaces: namespaces.filter((ns) => (isLabNamespace(ns) && !claimed.has(ns)) || isOrphanedScriptNamespace(ns)).sort(),
+    namespaces: namespaces.filter((ns) => isLabNamespace(ns) && !claimed.has(ns)).sort(),
     processes: records
-      .filter((r) => !isAlive(r.owner) && !r.kept)
+      .filter((r) => ownerState(r) === 'dead' && !r.kept)
       .flatMap((r) => r.processes)
       .filter(isAlive)
       .map((p) => p.pid),
   };
+}
+
+/** What `clean` does with one run, and why. */
+export interface CleanPlan {
+  record: RunRecord;
+  owner: OwnerState;
+  remove: boolean;
+  why: string;
+}
+
+export interface CleanOptions {
+  /** Kept labs too (`clean --kept`). */
+  kept?: boolean;
+  /** Only these runs (`clean <id>...`), kept or not; never a live one. */
+  ids?: string[];
+}
+
+/** Decides run by run: only a record proves what is ours, and only a dead owner's run is removed. */
+export function cleanPlan(opts: CleanOptions = {}): { plans: CleanPlan[]; refused: RefusedRecord[]; unclaimed: string[] } {
+  const { records, refused } = readState();
+  const plans = records.map((record): CleanPlan => {
+    const owner = ownerState(record);
+    const named = opts.ids?.includes(record.id);
+    if (owner === 'alive') return { record, owner, remove: false, why: `live: pid ${record.owner.pid} is running it` };
+    if (owner === 'elsewhere')
+      return {
+        record,
+        owner,
+        remove: false,
+        why: `its owner is in another PID namespace (${record.pidns}): cannot tell whether it is alive`,
+      };
+    if (opts.ids && !named) return { record, owner, remove: false, why: 'not named' };
+    if (record.kept && !opts.kept && !named)
+      return { record, owner, remove: false, why: `kept: remove it with \`clean ${record.id}\` or \`clean --kept\`` };
+    return { record, owner, remove: true, why: record.kept ? 'kept, and asked for' : `dead: pid ${record.owner.pid} is gone` };
+  });
+  const claimed = new Set(records.flatMap((r) => r.namespaces));
+  const unclaimed = listNamespaces().filter((ns) => isLabNamespace(ns) && !claimed.has(ns));
+  return { plans, refused, unclaimed };
 }
 
 export interface Reaped {
@@ -158,44 +300,34 @@ export interface Reaped {
   processes: number[];
 }
 
-/**
- * Removes what dead runs left: their processes (by recorded pid and start time) and namespaces.
- * Lab namespaces that no record claims are leftovers too: a run records a namespace before creating it.
- */
-export function reapDead(opts: { includeKept?: boolean } = {}): Reaped {
+/** Removes one dead run: its processes (by pid and start time), its namespaces, its record and files. */
+function reap(record: RunRecord, reaped: Reaped): void {
+  for (const proc of record.processes) {
+    if (isAlive(proc)) {
+      killSync(proc, deadline('namespaceKillGrace'));
+      reaped.processes.push(proc.pid);
+    }
+  }
+  const present = new Set(listNamespaces());
+  for (const ns of record.namespaces.filter((n) => present.has(n))) {
+    reaped.processes.push(...namespacePids(ns));
+    deleteNamespaceSync(ns);
+    reaped.namespaces.push(ns);
+  }
+  removeRecord(record.id);
+  reaped.runs.push(record.id);
+}
+
+/** Carries out `cleanPlan`: what dead runs left, and nothing a record does not prove is theirs. */
+export function reapDead(opts: CleanOptions = {}): Reaped {
   const reaped: Reaped = { runs: [], namespaces: [], processes: [] };
-  // records elsewhere (a test's own state directory) do not list the machine's live runs
-  if (STATE_DIR !== DEFAULT_STATE_DIR) return reaped;
-  // namespaces before records: a live run records a namespace before creating it, so every namespace
-  // listed now is claimed by the records read next (the other order races with a live run's next host)
-  const namespaces = listNamespaces();
-  const records = readRecords();
-  const live = new Set<string>();
-  for (const record of records) {
-    if (isAlive(record.owner) || (record.kept && !opts.includeKept)) {
-      for (const ns of record.namespaces) live.add(ns);
-      continue;
-    }
-    for (const proc of record.processes) {
-      if (isAlive(proc)) {
-        killSync(proc, deadline('namespaceKillGrace'));
-        reaped.processes.push(proc.pid);
-      }
-    }
-    reaped.runs.push(record.id);
-  }
-  for (const ns of namespaces) {
-    if ((isLabNamespace(ns) && !live.has(ns)) || isOrphanedScriptNamespace(ns)) {
-      reaped.processes.push(...namespacePids(ns));
-      deleteNamespaceSync(ns);
-      reaped.namespaces.push(ns);
-    }
-  }
-  for (const id of reaped.runs) removeRecord(id);
+  for (const plan of cleanPlan(opts).plans) if (plan.remove) reap(plan.record, reaped);
   // a record half-written by a run killed before its rename: older than any write takes
-  for (const file of readdirSafe(STATE_DIR)) {
-    const path = join(STATE_DIR, file);
-    if (file.endsWith('.tmp') && Date.now() - statSync(path).mtimeMs > deadline('staleRecord')) rmSync(path, { force: true });
+  for (const file of readdirSafe(STATE_DIR).filter((f) => f.endsWith('.tmp'))) {
+    try {
+      const path = join(STATE_DIR, file);
+      if (Date.now() - statSync(path).mtimeMs > deadline('staleRecord')) rmSync(path, { force: true });
+    } catch {}
   }
   return reaped;
 }

@@ -5,20 +5,20 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
-import { parseArgs } from 'node:util';
 import { PHASES } from '../lib/exec.ts';
-import { isRoot } from '../lib/requirements.ts';
 import { runScenario, type ScenarioResult } from '../lib/scenario.ts';
+import { count, type Script, scriptArgs } from '../lib/script-args.ts';
 import { scenarios } from '../scenarios/index.ts';
 
-const { values } = parseArgs({
+const BENCH: Script = {
+  name: 'bench',
+  usage:
+    'usage: pnpm bench [-n N] [--json FILE] [--md FILE]\n\n  -n N         runs of each scenario (default 5)\n  --json FILE  the figures as JSON\n  --md FILE    the figures as the Markdown of docs/bench.md',
   options: { n: { type: 'string', short: 'n', default: '5' }, json: { type: 'string' }, md: { type: 'string' } },
-});
-const n = Number(values.n);
-if (!isRoot()) {
-  process.stderr.write('bench: must run as root (network namespaces need CAP_NET_ADMIN)\n');
-  process.exit(1);
-}
+  root: true,
+};
+const values = scriptArgs(BENCH) as { n: string; json?: string; md?: string };
+const n = count(BENCH, '-n', values.n);
 
 const stats = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

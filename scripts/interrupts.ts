@@ -1,44 +1,21 @@
 // pnpm interrupts [-n 20]: Ctrl-C and SIGTERM, at random moments, through the commands the README
 // gives (pnpm netns-lab run, pnpm netns-lab verify, pnpm test:scenarios). Each time, the moment the
 // command has returned, nothing of its labs may be left: no namespace, no process, no record.
-import { parseArgs } from 'node:util';
 import { interruptCommand, nothingLeft, README_COMMANDS } from '../lib/interrupts.ts';
-import { isRoot } from '../lib/requirements.ts';
+import { count, type Script, scriptArgs } from '../lib/script-args.ts';
 
-const USAGE = `usage: pnpm interrupts [-n N] [--max-delay MS]
+const INTERRUPTS: Script = {
+  name: 'interrupts',
+  usage: `usage: pnpm interrupts [-n N] [--max-delay MS]
 
   -n N             interruptions per command and signal (default 20)
-  --max-delay MS   the signal comes a random 0..MS ms after the command's first lab exists (default 1000)`;
-
-function usage(message: string): never {
-  process.stderr.write(`interrupts: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-let values: { n: string; 'max-delay': string; help: boolean };
-try {
-  ({ values } = parseArgs({
-    options: {
-      n: { type: 'string', short: 'n', default: '20' },
-      'max-delay': { type: 'string', default: '1000' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  }) as { values: typeof values });
-} catch (err) {
-  usage((err as Error).message);
-}
-if (values.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-const rounds = Number(values.n);
-const maxDelay = Number(values['max-delay']);
-if (!/^\d+$/.test(values.n) || rounds < 1) usage(`-n ${JSON.stringify(values.n)}: give a whole number of at least 1`);
-if (!/^\d+$/.test(values['max-delay'])) usage(`--max-delay ${JSON.stringify(values['max-delay'])}: give milliseconds`);
-if (!isRoot()) {
-  process.stderr.write('interrupts: must run as root (network namespaces need CAP_NET_ADMIN)\n');
-  process.exit(1);
-}
+  --max-delay MS   the signal comes a random 0..MS ms after the command's first lab exists (default 1000)`,
+  options: { n: { type: 'string', short: 'n', default: '20' }, 'max-delay': { type: 'string', default: '1000' } },
+  root: true,
+};
+const values = scriptArgs(INTERRUPTS);
+const rounds = count(INTERRUPTS, '-n', values.n);
+const maxDelay = count(INTERRUPTS, '--max-delay', values['max-delay'], 0);
 
 let failures = 0;
 let interrupted = 0;

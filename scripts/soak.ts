@@ -1,16 +1,17 @@
 // pnpm soak [-n 50]: the suite again and again (every scenario at once, as pnpm test:scenarios runs it).
 // Any result other than pass is a flake: it is reported with its evidence and the soak fails.
-import { parseArgs } from 'node:util';
-import { isRoot } from '../lib/requirements.ts';
+
 import { explainResult, runScenario, type ScenarioResult } from '../lib/scenario.ts';
+import { count, type Script, scriptArgs } from '../lib/script-args.ts';
 import { scenarios } from '../scenarios/index.ts';
 
-const { values } = parseArgs({ options: { n: { type: 'string', short: 'n', default: '50' } } });
-const rounds = Number(values.n);
-if (!isRoot()) {
-  process.stderr.write('soak: must run as root (network namespaces need CAP_NET_ADMIN)\n');
-  process.exit(1);
-}
+const SOAK: Script = {
+  name: 'soak',
+  usage: 'usage: pnpm soak [-n N]\n\n  -n N   rounds of every scenario at once (default 50)',
+  options: { n: { type: 'string', short: 'n', default: '50' } },
+  root: true,
+};
+const rounds = count(SOAK, '-n', scriptArgs(SOAK).n);
 
 const flakes: ScenarioResult[] = [];
 const started = performance.now();

@@ -10,7 +10,15 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
-W="$(mktemp -d)"     # helpers' logs and config files
+S="${NETNS_LAB_STATE_DIR:-/run/netns-lab}"   # netns-lab's state: a killed run is found there by `netns-lab clean`
+umask 077
+mkdir -p "$S"
+W="$S/sh$$.d"        # helpers' logs and config files
+mkdir -p "$W"
+NS=""; for h in host lan; do NS="$NS${NS:+,}\"$L-$h\""; done
+printf '{"id":"sh%s","scenario":"loopback-redirect","owner":{"pid":%s,"start":"%s"},"pidns":"%s","namespaces":[%s],"processes":[]}\n' \
+  "$$" "$$" "$(awk '{print $22}' /proc/$$/stat)" "$(readlink /proc/$$/ns/pid)" "$NS" >"$S/.sh$$.tmp"
+mv "$S/.sh$$.tmp" "$S/sh$$.json"
 PIDS=()
 cleanup() {
   local pid ns
@@ -20,10 +28,11 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns"
   done
-  rm -rf "$W"
+  rm -rf "$W" "$S/sh$$.json"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 # ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
@@ -42,6 +51,8 @@ phase "topology"
 ip netns add $L-lan
 ip netns add $L-host
 ip -n $L-lan link set lo up
+ip netns exec $L-lan sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-host link set lo up
 ip netns exec $L-host socat -d -d TCP-LISTEN:3000,reuseaddr,fork 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # http server on tcp/3000
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'

@@ -1,10 +1,12 @@
 // The scenario contract and its plumbing, without a kernel: a scenario whose "network" is a variable.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 
-process.env.NETNS_LAB_STATE_DIR = mkdtempSync(join(tmpdir(), 'netns-lab-state-'));
+const stateDir = mkdtempSync(join(tmpdir(), 'netns-lab-state-'));
+process.env.NETNS_LAB_STATE_DIR = stateDir;
+afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
 const { counts, defineScenario, explainResult, outcomeLabel, runConfirmed, runScenario, verdict } = await import('../../lib/scenario.ts');
 const { inNetns, shellLine, shellQuote } = await import('../../lib/exec.ts');
