@@ -1,9 +1,8 @@
 // The machine's own network state, to prove a run never changed it.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { leftovers } from './registry.ts';
+import { ensureStateDir, leftovers, STATE_DIR } from './registry.ts';
 
 const SYSCTLS = [
   'net.ipv4.ip_forward',
@@ -68,7 +67,9 @@ export function hostSnapshot(): string {
 /** `diff -u` of two snapshots; empty when identical. */
 export function snapshotDiff(before: string, after: string): string {
   if (before === after) return '';
-  const dir = mkdtempSync(join(tmpdir(), 'netns-lab-snapshot-'));
+  // in root's own state directory: a root run writes nothing into the world-writable $TMPDIR
+  ensureStateDir();
+  const dir = mkdtempSync(join(STATE_DIR, 'snapshot-'));
   try {
     writeFileSync(join(dir, 'before'), before);
     writeFileSync(join(dir, 'after'), after);

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { PROJECT_ROOT } from './paths.ts';
 import { descendsFrom, describeProcess, livingProcesses } from './procs.ts';
 import { isAlive, listNamespaces, type RunRecord, readRecords } from './registry.ts';
+import { deadline } from './time.ts';
 
 /** Living processes in process group `pgid`: what a command started without detaching them. */
 const groupMembers = (pgid: number) =>
@@ -74,9 +75,9 @@ export async function interruptCommand(
   const watch = () => {
     for (const r of readRecords()) if (descendsFrom(r.owner.pid, pid)) seen.set(r.id, r);
   };
-  const deadline = performance.now() + (opts.labTimeoutMs ?? 60_000);
+  const labDeadline = performance.now() + (opts.labTimeoutMs ?? deadline('firstLab'));
   let firstLab: number | undefined;
-  while (!exited && performance.now() < deadline) {
+  while (!exited && performance.now() < labDeadline) {
     watch();
     if ([...seen.values()].some((r) => r.namespaces.length > 0)) {
       firstLab = performance.now();

@@ -18,8 +18,8 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { deadline } from './time.ts';
 import { procStat, sleepSync } from './procs.ts';
+import { deadline } from './time.ts';
 
 const DEFAULT_STATE_DIR = '/run/netns-lab';
 export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR;

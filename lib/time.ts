@@ -34,6 +34,10 @@ const UNITS = {
   scenarioTest: 120,
   /** a vitest hook */
   hook: 30,
+  /** every lab of an interrupted suite torn down, before it returns all the same */
+  teardown: 30,
+  /** a command started by a test to have its first lab */
+  firstLab: 60,
 } as const;
 
 export type Deadline = keyof typeof UNITS;

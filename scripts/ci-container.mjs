@@ -203,7 +203,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 try {
   await phase('dockerd start', startEngine);
   const env = { ...process.env, DOCKER_HOST, NETNS_LAB_IMAGE: 'netns-lab:offline' };
-  if (!existsSync(join(root, 'node_modules/.bin/tsx'))) {
+  if (!existsSync(join(root, 'node_modules/.bin/tsc'))) {
     say('pnpm install (node_modules missing)');
     await $({ cwd: root, stdio: 'inherit' })`pnpm install --frozen-lockfile`;
   }

@@ -9,7 +9,15 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
-W="$(mktemp -d)"     # helpers' logs and config files
+S="${NETNS_LAB_STATE_DIR:-/run/netns-lab}"   # netns-lab's state: a killed run is found there by `netns-lab clean`
+umask 077
+mkdir -p "$S"
+W="$S/sh$$.d"        # helpers' logs and config files
+mkdir -p "$W"
+NS=""; for h in container host internet; do NS="$NS${NS:+,}\"$L-$h\""; done
+printf '{"id":"sh%s","scenario":"ip-forward","owner":{"pid":%s,"start":"%s"},"pidns":"%s","namespaces":[%s],"processes":[]}\n' \
+  "$$" "$$" "$(awk '{print $22}' /proc/$$/stat)" "$(readlink /proc/$$/ns/pid)" "$NS" >"$S/.sh$$.tmp"
+mv "$S/.sh$$.tmp" "$S/sh$$.json"
 PIDS=()
 cleanup() {
   local pid ns
@@ -19,10 +27,11 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns"
   done
-  rm -rf "$W"
+  rm -rf "$W" "$S/sh$$.json"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 # ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
@@ -42,7 +51,10 @@ ip netns add $L-container
 ip netns add $L-host
 ip netns add $L-internet
 ip -n $L-container link set lo up
+ip netns exec $L-container sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-host link set lo up
+ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-internet sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-internet link set lo up
 ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/80
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
@@ -79,7 +91,7 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -i veth-c '(tcp' and dst ho
 ready h2 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eth0 tcp or icmp >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
 ready h3 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
+expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: 1 packet(s)
 # the host counts the SYN in Ip InAddrErrors: InAddrErrors +1
 # nothing on the uplink: 0 packet(s) on eth0: 
@@ -91,11 +103,11 @@ phase "fix"
 ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1
 
 phase "proof"
-expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the internet host answers the container: tcp container -> 198.51.100.1:80: connected (token echoed) answer "netns-lab-token2-$$ from 198.51.100.2"
 # the internet host saw the masqueraded source 198.51.100.2: netns-lab-token2-$$ from 198.51.100.2
 ip netns exec $L-host iptables-nft-save -c
-# the MASQUERADE rule counted the connection: 2 packet(s)
+# the MASQUERADE rule counted the connection: 1 packet(s)
 
 echo
 echo "PASS: ip-forward: breakage shown, fix applied, proof holds"

@@ -57,12 +57,12 @@ ip -n $L-host link set lo up
 ip netns exec $L-host socat -d -d TCP-LISTEN:3000,reuseaddr,fork 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # http server on tcp/3000
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip -n $L-lan link add eth0 type veth peer name eth0 netns $L-host
-ip -n $L-lan -batch - <<'NETNS_LAB_EOF'
-addr add 192.168.124.2/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.124.139/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-lan -batch - <<'NETNS_LAB_EOF'
+addr add 192.168.124.2/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 

@@ -14,7 +14,15 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
-W="$(mktemp -d)"     # helpers' logs and config files
+S="${NETNS_LAB_STATE_DIR:-/run/netns-lab}"   # netns-lab's state: a killed run is found there by `netns-lab clean`
+umask 077
+mkdir -p "$S"
+W="$S/sh$$.d"        # helpers' logs and config files
+mkdir -p "$W"
+NS=""; for h in client host pod router; do NS="$NS${NS:+,}\"$L-$h\""; done
+printf '{"id":"sh%s","scenario":"tun-synack","owner":{"pid":%s,"start":"%s"},"pidns":"%s","namespaces":[%s],"processes":[]}\n' \
+  "$$" "$$" "$(awk '{print $22}' /proc/$$/stat)" "$(readlink /proc/$$/ns/pid)" "$NS" >"$S/.sh$$.tmp"
+mv "$S/.sh$$.tmp" "$S/sh$$.json"
 PIDS=()
 cleanup() {
   local pid ns
@@ -24,10 +32,11 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns"
   done
-  rm -rf "$W"
+  rm -rf "$W" "$S/sh$$.json"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 # ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
@@ -48,9 +57,13 @@ ip netns add $L-router
 ip netns add $L-host
 ip netns add $L-pod
 ip -n $L-client link set lo up
+ip netns exec $L-client sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-router link set lo up
+ip netns exec $L-router sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-host link set lo up
+ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-pod link set lo up
+ip netns exec $L-pod sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-client link add eth0 type veth peer name wan0 netns $L-router
 ip -n $L-router link add lan0 type veth peer name eno2 netns $L-host
 ip -n $L-host link add veth-pod type veth peer name eth0 netns $L-pod
@@ -110,6 +123,7 @@ link set cni0 up
 NETNS_LAB_EOF
 ip -n $L-host route add default via 192.168.3.1
 ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2
+ip -n $L-pod route add default via 10.42.0.1
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain PREROUTING {
@@ -131,7 +145,6 @@ table ip nat {
   }
 }
 NETNS_LAB_EOF
-ip -n $L-pod route add default via 10.42.0.1
 
 phase "exclude-interface: break"
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
@@ -201,11 +214,11 @@ NETNS_LAB_EOF
 phase "exclude-interface: evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on Meta
 ready h5 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 18:45:57.136252 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 19:03:31.128688 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT1 114.154.19.19:8443
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
 # in the same state the host's own :8100 answers the client: tcp client -> 114.154.19.19:8100: connected (token echoed) answer "netns-lab-token2-$$ from 1.1.1.1"
 stop h5
 
@@ -213,15 +226,15 @@ phase "exclude-interface: fix"
 ip -n $L-host rule add iif cni0 goto 9010 pref 9000
 
 phase "exclude-interface: proof"
-expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token3-$$ from 1.1.1.1"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 443 >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on Meta
 ready h6 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
 ready h7 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
-# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 18:45:57.203670 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
-# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 18:45:57.203670 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 19:03:31.195906 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 19:03:31.195906 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
 stop h6
 stop h7
 
@@ -231,9 +244,9 @@ ip -n $L-host rule del iif cni0 goto 9010 pref 9000
 phase "mark-replies: evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on Meta
 ready h9 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 18:45:57.260177 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 19:03:31.272586 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT3 114.154.19.19:8443
 stop h9
 
@@ -250,7 +263,7 @@ NETNS_LAB_EOF
 ip -n $L-host rule add fwmark 0x100 lookup main pref 5000
 
 phase "mark-replies: proof"
-expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token5-$$" | timeout 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token5-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token5-$$ from 1.1.1.1"
 ip netns exec $L-host nft list ruleset
 # the pod's replies got the mark back from conntrack: restore-mark counter 5 packet(s)
@@ -259,8 +272,8 @@ ready h10 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eno2
 ready h11 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # tcp probe to 1.1.1.1:443
-# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 18:45:57.335771 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
-# ... and not eno2: Meta: 18:45:57.335771 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 19:03:31.360105 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+# ... and not eno2: Meta: 19:03:31.360105 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
 stop h10
 stop h11
 

@@ -12,7 +12,15 @@
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
-W="$(mktemp -d)"     # helpers' logs and config files
+S="${NETNS_LAB_STATE_DIR:-/run/netns-lab}"   # netns-lab's state: a killed run is found there by `netns-lab clean`
+umask 077
+mkdir -p "$S"
+W="$S/sh$$.d"        # helpers' logs and config files
+mkdir -p "$W"
+NS=""; for h in c0 c1 c2 hk0 hk1 hk2 host inet; do NS="$NS${NS:+,}\"$L-$h\""; done
+printf '{"id":"sh%s","scenario":"udp-tproxy-noports","owner":{"pid":%s,"start":"%s"},"pidns":"%s","namespaces":[%s],"processes":[]}\n' \
+  "$$" "$$" "$(awk '{print $22}' /proc/$$/stat)" "$(readlink /proc/$$/ns/pid)" "$NS" >"$S/.sh$$.tmp"
+mv "$S/.sh$$.tmp" "$S/sh$$.json"
 PIDS=()
 cleanup() {
   local pid ns
@@ -22,10 +30,11 @@ cleanup() {
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns"
   done
-  rm -rf "$W"
+  rm -rf "$W" "$S/sh$$.json"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 # ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
@@ -50,13 +59,21 @@ ip netns add $L-hk0
 ip netns add $L-hk1
 ip netns add $L-hk2
 ip -n $L-c0 link set lo up
+ip netns exec $L-c0 sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-c1 link set lo up
+ip netns exec $L-c1 sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-c2 link set lo up
+ip netns exec $L-c2 sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-host link set lo up
+ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-inet link set lo up
+ip netns exec $L-inet sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-hk0 link set lo up
+ip netns exec $L-hk0 sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-hk1 link set lo up
+ip netns exec $L-hk1 sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-hk2 link set lo up
+ip netns exec $L-hk2 sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
 ip -n $L-host link add vc0 type veth peer name eth0 netns $L-c0
 ip -n $L-host link add vc1 type veth peer name eth0 netns $L-c1
 ip -n $L-host link add vc2 type veth peer name eth0 netns $L-c2
@@ -69,28 +86,28 @@ ip -n $L-host link set vc1 up
 ip -n $L-host link set vc2 up
 ip -n $L-inet link set p0 up
 ip -n $L-inet link set p1 up
-ip -n $L-inet link set p2 up
-ip -n $L-inet link set ph up
 ip -n $L-c0 -batch - <<'NETNS_LAB_EOF'
 addr add 10.8.0.10/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
-ip -n $L-c1 -batch - <<'NETNS_LAB_EOF'
-addr add 10.8.0.11/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
-ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
-addr add 10.8.0.12/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-hk0 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.10/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
+ip -n $L-c2 -batch - <<'NETNS_LAB_EOF'
+addr add 10.8.0.12/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
 ip -n $L-hk1 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.11/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
+ip -n $L-c1 -batch - <<'NETNS_LAB_EOF'
+addr add 10.8.0.11/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-inet link set p2 up
+ip -n $L-inet link set ph up
 ip -n $L-hk2 -batch - <<'NETNS_LAB_EOF'
 addr add 203.0.113.12/24 dev eth0
 link set eth0 up
@@ -106,6 +123,18 @@ ip -n $L-c2 route add default via 10.8.0.1
 ip -n $L-inet addr add 198.51.100.7/32 dev lo
 ip -n $L-hk0 route add default via 203.0.113.1
 ip -n $L-hk1 route add default via 203.0.113.1
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+link add br0 type bridge
+addr add 10.8.0.1/24 dev br0
+link set vc0 master br0
+link set vc0 up
+link set vc1 master br0
+link set vc1 up
+link set vc2 master br0
+link set vc2 up
+link set br0 up
+NETNS_LAB_EOF
+ip -n $L-hk2 route add default via 203.0.113.1
 ip -n $L-inet -batch - <<'NETNS_LAB_EOF'
 link add ix type bridge
 addr add 203.0.113.1/24 dev ix
@@ -118,18 +147,6 @@ link set p1 up
 link set p2 master ix
 link set p2 up
 link set ix up
-NETNS_LAB_EOF
-ip -n $L-hk2 route add default via 203.0.113.1
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add br0 type bridge
-addr add 10.8.0.1/24 dev br0
-link set vc0 master br0
-link set vc0 up
-link set vc1 master br0
-link set vc1 up
-link set vc2 master br0
-link set vc2 up
-link set br0 up
 NETNS_LAB_EOF
 cat > "$W/host.json" <<'NETNS_LAB_EOF'
 {
@@ -210,15 +227,15 @@ NETNS_LAB_EOF
 ip netns exec $L-host iptables-nft -w -t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment tproxy -j TPROXY --on-port 10900 --on-ip 10.8.0.1 --tproxy-mark 10900/10900
 
 phase "evidence"
-expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token1-$$" | timeout 2 ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token2-$$" | timeout 2 ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token3-$$" | timeout 2 ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
 # each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: tcp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token1-$$ from 203.0.113.10"; tcp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token2-$$ from 203.0.113.11"; tcp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token3-$$ from 203.0.113.12"
 ip netns exec $L-host iptables-nft-save -c
 # nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each): 3 packet(s)
-expect silent "netns-lab-token4-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token4-$$" | timeout 2 ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token5-$$" | timeout 2 ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token6-$$" | timeout 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect silent "netns-lab-token4-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token4-$$" | timeout --foreground 2 ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token5-$$" | timeout --foreground 2 ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token6-$$" | timeout --foreground 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7: Udp NoPorts +3 for 3 datagrams; udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
 ip netns exec $L-host iptables-nft-save -c
 # the TPROXY rule matched every datagram all the same: 3 packet(s) for 3 datagrams
@@ -230,9 +247,9 @@ phase "fix"
 ip netns exec $L-host sysctl -qw net.bridge.bridge-nf-call-iptables=0
 
 phase "proof"
-expect answered "netns-lab-token7-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token7-$$" | timeout 2 ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token8-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token8-$$" | timeout 2 ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token9-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token9-$$" | timeout 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token7-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token7-$$" | timeout --foreground 2 ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token8-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token8-$$" | timeout --foreground 2 ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token9-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token9-$$" | timeout --foreground 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # each container's UDP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: udp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token7-$$ from 203.0.113.10"; udp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token8-$$ from 203.0.113.11"; udp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token9-$$ from 203.0.113.12"; Udp NoPorts +0
 # Udp NoPorts stays put: Udp NoPorts +0
 # v2ray took each container's datagram into that container's tunnel: 10.8.0.10:PORT1 accepted udp:198.51.100.7:7 [hk0] | 10.8.0.11:PORT2 accepted udp:198.51.100.7:7 [hk1] | 10.8.0.12:PORT3 accepted udp:198.51.100.7:7 [hk2]

@@ -3,16 +3,14 @@
 // has torn it down and exited.
 import { descendants, sleepSync } from '../../lib/procs.ts';
 import { isAlive, type ProcessRef, readRecords } from '../../lib/registry.ts';
-
-/** What the workers' labs get to tear down before the suite returns all the same. */
-const TEARDOWN_MS = 30_000;
+import { deadline } from '../../lib/time.ts';
 
 export default function setup(): void {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       const workers = new Set(descendants(process.pid).map((p) => p.pid));
       const owners = new Map<number, ProcessRef>();
-      const until = Date.now() + TEARDOWN_MS;
+      const until = Date.now() + deadline('teardown');
       do {
         for (const r of readRecords()) {
           if (!workers.has(r.owner.pid) || owners.has(r.owner.pid) || !isAlive(r.owner)) continue;

@@ -8,6 +8,7 @@ import { type Interruption, interruptCommand, nothingLeft, README_COMMANDS } fro
 import { PROJECT_ROOT } from '../../lib/paths.ts';
 import { descendsFrom } from '../../lib/procs.ts';
 import { isAlive, listNamespaces, type RunRecord, readRecords } from '../../lib/registry.ts';
+import { deadline } from '../../lib/time.ts';
 import { waitFor } from '../../lib/wait.ts';
 
 const EXIT_CODE = { SIGINT: 130, SIGTERM: 143 } as const;
@@ -51,7 +52,7 @@ describe('interrupted runs', () => {
             r.namespaces.every((ns) => present.has(ns)),
         );
       },
-      { timeoutMs: 30_000, intervalMs: 5 },
+      { timeoutMs: deadline('firstLab'), intervalMs: 5 },
     );
     process.kill(-child.pid!, 'SIGKILL');
     await once(child, 'exit');
