@@ -241,12 +241,15 @@ export function deleteNamespaceSync(ns: string): void {
 
 /** Lab namespaces no live or kept run claims, and processes of dead runs still running: what a run left behind. */
 export function leftovers(): { namespaces: string[]; processes: number[] } {
+  // namespaces, then records, then namespaces again: a namespace is recorded before it is made, so
+  // the records read next claim every live one listed first; one whose run ended in between is
+  // deleted before its record, so the second listing no longer has it
+  const listed = listNamespaces();
   const records = readRecords();
-  const namespaces = listNamespaces();
-  // a live run's next namespace is recorded before it is made: records read first claim it too
   const claimed = new Set(records.filter((r) => ownerState(r) !== 'dead' || r.kept).flatMap((r) => r.namespaces));
+  const still = new Set(listNamespaces());
   return {
-    namespaces: namespaces.filter((ns) => isLabNamespace(ns) && !claimed.has(ns)).sort(),
+    namespaces: listed.filter((ns) => isLabNamespace(ns) && !claimed.has(ns) && still.has(ns)).sort(),
     processes: records
       .filter((r) => ownerState(r) === 'dead' && !r.kept)
       .flatMap((r) => r.processes)
@@ -290,7 +293,14 @@ export function cleanPlan(opts: CleanOptions = {}): { plans: CleanPlan[]; refuse
     return { record, owner, remove: true, why: record.kept ? 'kept, and asked for' : `dead: pid ${record.owner.pid} is gone` };
   });
   const claimed = new Set(records.flatMap((r) => r.namespaces));
-  const unclaimed = listNamespaces().filter((ns) => isLabNamespace(ns) && !claimed.has(ns));
+  // listed after the records: a run that starts in between shows up here unclaimed; listing again
+  // after a fresh read of the records settles it
+  const unclaimedNow = () => listNamespaces().filter((ns) => isLabNamespace(ns) && !claimed.has(ns));
+  let unclaimed = unclaimedNow();
+  if (unclaimed.length) {
+    for (const r of readRecords()) for (const ns of r.namespaces) claimed.add(ns);
+    unclaimed = unclaimedNow();
+  }
   return { plans, refused, unclaimed };
 }
 
