@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // netns-lab: list | run | verify | demo | clean | doctor
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { renderMarkdown, renderShell } from '../lib/demo.ts';
+import { isPath, scenariosAt } from '../lib/discover.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
 import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, STATE_DIR } from '../lib/registry.ts';
@@ -26,6 +27,7 @@ import {
 } from '../lib/scenario.ts';
 import { describeTimeBase } from '../lib/time.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';
+import { skeleton } from './new.ts';
 
 class UsageError extends Error {}
 
@@ -34,12 +36,31 @@ function fail(message: string, code = 1): never {
   process.exit(code);
 }
 
-function selectScenarios(names: string[], all: boolean): Scenario[] {
-  if (all) return scenarios;
-  if (names.length === 0) throw new UsageError('name at least one scenario, or --all (see `netns-lab list`)');
-  return names.map(
-    (name) => findScenario(name) ?? fail(`unknown scenario '${name}' (known: ${scenarios.map((s) => s.name).join(', ')})`, 2),
-  );
+/** Scenarios by name, or by path to a module or directory of them (`--all`: this package's own), then `--grep`. */
+async function selectScenarios(args: string[], values: Values): Promise<Scenario[]> {
+  if (args.length === 0 && values.all !== true && values.grep === undefined)
+    throw new UsageError('name at least one scenario or a path to one, --all or --grep (see `netns-lab list`)');
+  const chosen = args.length ? [] : scenarios;
+  for (const arg of args) {
+    if (isPath(arg)) {
+      if (!existsSync(arg)) fail(`no such file or directory: ${arg}`, 2);
+      const found = await scenariosAt(arg);
+      if (!found.length) fail(`${arg}: exports no scenario (a module's default or named export made with defineScenario)`, 2);
+      chosen.push(...found);
+    } else {
+      chosen.push(findScenario(arg) ?? fail(`unknown scenario '${arg}' (known: ${scenarios.map((s) => s.name).join(', ')})`, 2));
+    }
+  }
+  if (values.grep === undefined) return chosen;
+  let pattern: RegExp;
+  try {
+    pattern = new RegExp(String(values.grep));
+  } catch (err) {
+    throw new UsageError(`--grep: ${(err as Error).message}`);
+  }
+  const matching = chosen.filter((s) => pattern.test(s.name));
+  if (!matching.length) fail(`--grep ${values.grep}: no scenario matches`, 2);
+  return matching;
 }
 
 /** Not root, or a tool every scenario needs is missing: one clear line, non-zero exit. */
@@ -222,6 +243,24 @@ function cmdList(): number {
   return 0;
 }
 
+function cmdNew(args: string[], dir: string | undefined): number {
+  const [name, ...extra] = args;
+  if (!name || extra.length) throw new UsageError('new takes one name: netns-lab new <name>');
+  if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new UsageError(`new: '${name}': use lower case letters, digits and dashes`);
+  if (findScenario(name)) fail(`a scenario '${name}' exists already`, 2);
+  // in this repository's own checkout a new notebook joins scenarios/, written like the others
+  const inRepo = dir === undefined && resolve(process.cwd()) === PROJECT_ROOT && existsSync(join(PROJECT_ROOT, 'scenarios', 'index.ts'));
+  const target = inRepo ? join(PROJECT_ROOT, 'scenarios', `${name}.ts`) : join(dir ?? '.', `${name}.mjs`);
+  if (existsSync(target)) fail(`${target} exists already`, 2);
+  mkdirSync(dirname(target), { recursive: true });
+  writeFileSync(target, skeleton(name, inRepo ? { from: '../lib/index.ts', typescript: true } : { from: 'netns-lab', typescript: false }));
+  const path = relative(process.cwd(), target) || target;
+  process.stdout.write(
+    `wrote ${path}: try it with \`netns-lab run ${inRepo ? name : `./${path}`}\` and \`netns-lab verify ${inRepo ? name : `./${path}`}\`\n`,
+  );
+  return 0;
+}
+
 /** `labs` and `clean --dry-run`: every run on record, whether clean would remove it, and why. */
 function printPlan(opts: CleanOptions, verb: string): void {
   const { plans, refused, unclaimed } = cleanPlan(opts);
@@ -354,31 +393,38 @@ interface Command {
   hidden?: boolean;
 }
 
-const ALL = { all: { type: 'boolean' } } as const satisfies Options;
+const SELECT = { all: { type: 'boolean' }, grep: { type: 'string' } } as const satisfies Options;
 
 const COMMANDS: Record<string, Command> = {
   list: { args: '', summary: 'the scenarios, the write-up each reproduces, what breaks, the fix', run: () => cmdList() },
   run: {
-    args: '<scenario...|--all> [--keep]',
+    args: '<scenario|path...|--all> [--grep RE] [--keep]',
     summary: 'run scenarios as written (break, evidence, fix, proof)',
     details: '  --keep   stop after the first evidence and leave the lab up to explore (`clean <run>` removes it)',
-    options: { ...ALL, keep: { type: 'boolean' } },
-    run: (v, names) => cmdRun(selectScenarios(names, v.all === true), v.keep === true),
+    options: { ...SELECT, keep: { type: 'boolean' } },
+    run: async (v, names) => cmdRun(await selectScenarios(names, v), v.keep === true),
   },
   verify: {
-    args: '<scenario...|--all>',
+    args: '<scenario|path...|--all> [--grep RE]',
     summary:
       'run each scenario three ways: as written (must pass), without the fix (proof must fail),\nfix applied before the break (evidence must fail)',
-    options: ALL,
-    run: (v, names) => cmdVerify(selectScenarios(names, v.all === true)),
+    options: SELECT,
+    run: async (v, names) => cmdVerify(await selectScenarios(names, v)),
   },
   demo: {
-    args: '<scenario...|--all> [--format md|sh] [--write]',
+    args: '<scenario|path...|--all> [--grep RE] [--format md|sh] [--write]',
     summary: 'run and render a demo for a write-up: Markdown with every command, the packets, counters and verdicts',
     details:
       '  --format md|sh   Markdown (default), or a bash script that replays it without Node\n  --write          write docs/demos/<scenario>.md and .sh instead of printing',
-    options: { ...ALL, format: { type: 'string' }, write: { type: 'boolean' } },
-    run: (v, names) => cmdDemo(selectScenarios(names, v.all === true), (v.format as string) ?? 'md', v.write === true),
+    options: { ...SELECT, format: { type: 'string' }, write: { type: 'boolean' } },
+    run: async (v, names) => cmdDemo(await selectScenarios(names, v), (v.format as string) ?? 'md', v.write === true),
+  },
+  new: {
+    args: '<name> [--dir DIR]',
+    summary: 'write a scenario skeleton, a lab notebook that runs and verifies as it is, to rewrite into your failure',
+    details: '  --dir DIR   where (default: scenarios/ in this repository, as TypeScript; elsewhere the current directory, as JavaScript)',
+    options: { dir: { type: 'string' } },
+    run: (v, args) => cmdNew(args, v.dir as string | undefined),
   },
   labs: {
     args: '',
@@ -404,8 +450,8 @@ const COMMANDS: Record<string, Command> = {
     args: '',
     summary: 'root, base tools and (strict) every requirement: what `pnpm test:scenarios` checks first',
     hidden: true,
-    run: () => {
-      preflight(selectScenarios([], true));
+    run: async () => {
+      preflight(await selectScenarios([], { all: true }));
       return 0;
     },
   },

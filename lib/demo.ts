@@ -237,7 +237,9 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
       } else if (step.shell?.probe) {
         const token = norm.commands(step.shell.probe.token);
         // --foreground: the probe stays in the script's process group, so Ctrl-C reaches it
-        const cmd = step.background ? `echo "${token}" | timeout --foreground 2 ${line}` : line;
+        // what the probe sent: its token, padded when the probe had a size
+        const sent = step.input ? norm.commands(step.input.trimEnd()) : token;
+        const cmd = step.background ? `echo "${sent}" | timeout --foreground 2 ${line}` : line;
         out.push(`expect ${step.shell.probe.echoed ? 'answered' : 'silent'} "${token}" "${what}" "$(${cmd} 2>&1 || true)"`);
       } else if (step.background) {
         const log = `h${++helper}`;

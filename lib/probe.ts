@@ -42,6 +42,13 @@ export interface ProbeOptions {
   until?: Promise<unknown>;
   /** Stop early when this settles: the probe only made traffic to watch; its outcome is not a claim. */
   stopWhen?: Promise<unknown>;
+  /** Bytes to send, newline included (tcp/udp): the token padded with dots, e.g. a segment too big for a path's MTU. */
+  size?: number;
+}
+
+/** What a socat probe writes: the token, padded to `size`. */
+export function probePayload(token: string, size?: number): string {
+  return `${token}${'.'.repeat(Math.max(0, (size ?? 0) - token.length - 1))}\n`;
 }
 
 function probeDeadline(opts: ProbeOptions): number {
@@ -61,18 +68,21 @@ async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, o
   const t = token();
   const started = performance.now();
   const target = kind === 'tcp' ? `TCP:${address}` : `UDP:${address}`;
-  const client = from.spawn(['socat', '-d', '-d', '-', target], { stdin: true, note: `${kind} probe to ${address}` });
-  client.step!.input = `${t}\n`;
-  client.proc.child.stdin?.write(`${t}\n`);
+  const payload = probePayload(t, opts.size);
+  // -b: one read (one datagram) carries the whole payload
+  const buffer = payload.length > 8192 ? ['-b', String(payload.length)] : [];
+  const client = from.spawn(['socat', '-d', '-d', ...buffer, '-', target], { stdin: true, note: `${kind} probe to ${address}` });
+  client.step!.input = payload;
+  client.proc.child.stdin?.write(payload);
   const answered = client.waitForLine((l) => l.includes(t), timeoutMs);
   // socat reports a reset on read as a warning (W), not an error: either ends the exchange
   const failed = client.waitForLine((l) => / E /.test(l) || /reset by peer/i.test(l), timeoutMs);
   const never = new Promise(() => {});
   await Promise.race([answered, failed, opts.until ?? never, opts.stopWhen ?? never]);
   await from.lab.stop(client, 'SIGKILL');
-  const payload = client.text('stdout');
+  const answer = client.text('stdout');
   const stderr = client.text('stderr');
-  const echoed = payload.includes(t);
+  const echoed = answer.includes(t);
   // a demo script replays the probe and requires the same result, unless its outcome was not a claim
   if (!opts.stopWhen) client.step!.shell = { probe: { token: t, echoed } };
   const connected = kind === 'tcp' && /starting data transfer loop/.test(stderr);
@@ -81,7 +91,7 @@ async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, o
     from: from.name,
     to: address,
     outcome: classify(stderr, echoed, connected),
-    payload: payload.trim(),
+    payload: answer.trim(),
     token: t,
     echoed,
     detail: stderr

@@ -89,15 +89,35 @@ export interface Missing {
   install: string;
 }
 
-export function missingRequirements(tools: readonly Tool[], features: readonly Feature[] = []): Missing[] {
+/**
+ * A command a scenario needs: one of TOOLS (its Debian package is known), or any other command,
+ * optionally with how to install it (`{ command: 'ethtool', install: 'apt-get install -y ethtool' }`).
+ */
+export type ToolRequirement = Tool | (string & {}) | { command: string; install?: string };
+
+const commandOf = (t: ToolRequirement) => (typeof t === 'string' ? t : t.command);
+/** The Debian package of a known tool. */
+const packageOf = (command: string): string | undefined => (Object.hasOwn(TOOLS, command) ? TOOLS[command as Tool] : undefined);
+
+function installHint(t: ToolRequirement): string {
+  if (typeof t !== 'string' && t.install) return t.install;
+  const pkg = packageOf(commandOf(t));
+  return pkg ? `apt-get install -y ${pkg}` : `install ${commandOf(t)} (not found on PATH)`;
+}
+
+export function missingRequirements(tools: readonly ToolRequirement[], features: readonly Feature[] = []): Missing[] {
   const missing: Missing[] = [];
-  const packages = new Set<string>();
-  const absentTools = tools.filter((t) => !hasTool(t));
-  for (const t of absentTools) packages.add(TOOLS[t]);
+  const absentTools = tools.filter((t) => !hasTool(commandOf(t)));
   if (absentTools.length) {
+    // the known ones in one apt-get line, the others each with their own hint
+    const packages = [...new Set(absentTools.map((t) => packageOf(commandOf(t))).filter(Boolean))];
+    const hints = [
+      ...(packages.length ? [`apt-get install -y ${packages.join(' ')}`] : []),
+      ...absentTools.filter((t) => !packageOf(commandOf(t))).map(installHint),
+    ];
     missing.push({
-      what: `tool${absentTools.length > 1 ? 's' : ''} ${absentTools.join(', ')}`,
-      install: `apt-get install -y ${[...packages].join(' ')}`,
+      what: `tool${absentTools.length > 1 ? 's' : ''} ${absentTools.map(commandOf).join(', ')}`,
+      install: [...new Set(hints)].join('; '),
     });
   }
   for (const f of features) {

@@ -2,7 +2,7 @@
 // One definition feeds the vitest suite, `netns-lab run`, `verify` and demos.
 import type { Phase, Step } from './exec.ts';
 import { Lab } from './lab.ts';
-import { type Feature, isStrict, type Missing, missingRequirements, type Tool } from './requirements.ts';
+import { type Feature, isStrict, type Missing, missingRequirements, type ToolRequirement } from './requirements.ts';
 
 /** A claim the evidence or the proof makes about the kernel; unmet claims end the phase. */
 export class Unmet extends Error {
@@ -56,7 +56,7 @@ export interface ScenarioDefinition<C> {
   fixes: string;
   /** The topology picture, as drawn in the file header. */
   picture: string;
-  requires: { tools: Tool[]; features?: Feature[] };
+  requires: { tools: ToolRequirement[]; features?: Feature[] };
   topology(lab: Lab): Promise<C>;
   stages: Stage<C>[];
 }

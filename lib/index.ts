@@ -1,0 +1,52 @@
+// netns-lab's vocabulary, as the package exports it: what a scenario of your own is written in.
+//   import { defineScenario, veth, Nft, capture, tcp, serve } from 'netns-lab';
+export type { Background, Line } from './background.ts';
+export {
+  type Capture,
+  type ConntrackEvent,
+  type ConntrackEvents,
+  type Counters,
+  type CounterWatch,
+  capture,
+  conntrackEvents,
+  counterWatch,
+  isReset,
+  isSyn,
+  isSynAck,
+  type Packet,
+  parseConntrackEvent,
+  parseSnmp,
+  parseTcpdumpLine,
+  snmp,
+} from './evidence.ts';
+export { CommandError, type RunResult } from './exec.ts';
+export { counterOf, counterWhere, Iptables, type IptablesBackend, Nft, type RuleCounter, type RuleRef } from './firewall.ts';
+export { Lab } from './lab.ts';
+export {
+  describe as describeProbe,
+  http,
+  type Outcome as ProbeOutcome,
+  type ProbeOptions,
+  type ProbeResult,
+  type ServerKind,
+  serve,
+  tcp,
+  udp,
+} from './probe.ts';
+export { cidrComplement } from './routes.ts';
+export {
+  type Check,
+  defineScenario,
+  explainResult,
+  type Mode,
+  type Outcome,
+  runConfirmed,
+  runScenario,
+  type Scenario,
+  type ScenarioDefinition,
+  type ScenarioResult,
+  type Stage,
+} from './scenario.ts';
+export { deadline } from './time.ts';
+export { type Host, veth } from './topology.ts';
+export { poll, waitFor } from './wait.ts';

@@ -1,0 +1,31 @@
+// The package as another project uses it: packed, installed with npm outside this repository, a
+// scenario of its own written by `netns-lab new`, then run, verified and demoed through its bin.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, test } from 'vitest';
+import { PROJECT_ROOT } from '../../lib/paths.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'netns-lab-user-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const npx = (...args: string[]) => spawnSync('npx', ['--no-install', 'netns-lab', ...args], { cwd: dir, encoding: 'utf8' });
+
+test('installed from its tarball, a scenario of its own runs, verifies and demos', () => {
+  execFileSync('pnpm', ['pack', '--pack-destination', dir], { cwd: PROJECT_ROOT, stdio: 'ignore' });
+  const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
+  execFileSync('npm', ['init', '-y'], { cwd: dir, stdio: 'ignore' });
+  execFileSync('npm', ['install', '--no-audit', '--no-fund', join(dir, tarball)], { cwd: dir, stdio: 'ignore' });
+
+  expect(npx('new', 'mine').status).toBe(0);
+  const run = npx('run', './mine.mjs');
+  expect(run.status, run.stdout + run.stderr).toBe(0);
+  expect(run.stdout).toMatch(/mine: pass/);
+  const verify = npx('verify', './mine.mjs');
+  expect(verify.status, verify.stdout + verify.stderr).toBe(0);
+  expect(verify.stdout).toMatch(/^mine\s+mine\s+ok\s+ok\s+ok$/m);
+  const demo = npx('demo', './mine.mjs');
+  expect(demo.status, demo.stderr).toBe(0);
+  expect(demo.stdout).toMatch(/^# mine: /);
+});
