@@ -124,6 +124,8 @@ export class Lab implements AsyncDisposable {
   private readonly processes = new Map<Background, Step>();
   private torndown = false;
   private readonly creating = new Set<Promise<unknown>>();
+  /** The file every host loads its IPv4 settings from first (written with the first host). */
+  private kernelDefaults?: string;
   /** Pids of `ip netns add` still running: a namespace they make after teardown would outlive its record. */
   private readonly adding = new Set<number>();
 
@@ -175,7 +177,13 @@ export class Lab implements AsyncDisposable {
     });
     const host = new Host(this, name, ns);
     this.hosts.set(name, host);
-    await Promise.all([host.ip('link set lo up'), host.sysctl(KERNEL_DEFAULTS)]);
+    this.kernelDefaults ??= this.writeFile(
+      'kernel-defaults.conf',
+      `# the kernel's IPv4 defaults, for what a new namespace copies from the machine's root namespace\n${Object.entries(KERNEL_DEFAULTS)
+        .map(([key, value]) => `${key} = ${value}`)
+        .join('\n')}\n`,
+    );
+    await Promise.all([host.ip('link set lo up'), host.exec(['sysctl', '-q', '-p', this.kernelDefaults])]);
     return host;
   }
 

@@ -29,3 +29,12 @@ test('installed from its tarball, a scenario of its own runs, verifies and demos
   expect(demo.status, demo.stderr).toBe(0);
   expect(demo.stdout).toMatch(/^# mine: /);
 });
+
+test("the guide's example verifies: docs/examples/pmtu-blackhole.mjs", () => {
+  const verify = spawnSync(process.execPath, [join(PROJECT_ROOT, 'dist/cli/main.js'), 'verify', 'docs/examples/pmtu-blackhole.mjs'], {
+    cwd: PROJECT_ROOT,
+    encoding: 'utf8',
+  });
+  expect(verify.status, verify.stdout + verify.stderr).toBe(0);
+  expect(verify.stdout).toMatch(/^pmtu-blackhole\s+pmtu-blackhole\s+ok\s+ok\s+ok$/m);
+});
