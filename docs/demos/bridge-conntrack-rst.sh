@@ -52,14 +52,51 @@ expect() {
 
 phase "topology"
 ip netns add $L-ha
+cat > "$W/kernel-defaults.conf" <<'NETNS_LAB_EOF'
+# the kernel's IPv4 defaults, for what a new namespace copies from the machine's root namespace
+net.ipv4.ip_forward = 0
+net.ipv4.conf.all.rp_filter = 0
+net.ipv4.conf.all.accept_local = 0
+net.ipv4.conf.all.route_localnet = 0
+net.ipv4.conf.all.arp_ignore = 0
+net.ipv4.conf.all.arp_announce = 0
+net.ipv4.conf.all.arp_filter = 0
+net.ipv4.conf.all.proxy_arp = 0
+net.ipv4.conf.all.log_martians = 0
+net.ipv4.conf.all.src_valid_mark = 0
+net.ipv4.conf.all.accept_redirects = 1
+net.ipv4.conf.all.send_redirects = 1
+net.ipv4.conf.default.rp_filter = 0
+net.ipv4.conf.default.accept_local = 0
+net.ipv4.conf.default.route_localnet = 0
+net.ipv4.conf.default.arp_ignore = 0
+net.ipv4.conf.default.arp_announce = 0
+net.ipv4.conf.default.arp_filter = 0
+net.ipv4.conf.default.proxy_arp = 0
+net.ipv4.conf.default.log_martians = 0
+net.ipv4.conf.default.src_valid_mark = 0
+net.ipv4.conf.default.accept_redirects = 1
+net.ipv4.conf.default.send_redirects = 1
+net.ipv4.conf.lo.rp_filter = 0
+net.ipv4.conf.lo.accept_local = 0
+net.ipv4.conf.lo.route_localnet = 0
+net.ipv4.conf.lo.arp_ignore = 0
+net.ipv4.conf.lo.arp_announce = 0
+net.ipv4.conf.lo.arp_filter = 0
+net.ipv4.conf.lo.proxy_arp = 0
+net.ipv4.conf.lo.log_martians = 0
+net.ipv4.conf.lo.src_valid_mark = 0
+net.ipv4.conf.lo.accept_redirects = 1
+net.ipv4.conf.lo.send_redirects = 1
+NETNS_LAB_EOF
 ip netns add $L-host
 ip netns add $L-app
 ip -n $L-ha link set lo up
-ip netns exec $L-ha sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-ha sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-host link set lo up
-ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-host sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-app link set lo up
-ip netns exec $L-app sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-app sysctl -q -p $W/kernel-defaults.conf
 ip netns exec $L-host sysctl -qw net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2 net.ipv4.conf.all.log_martians=1
 ip -n $L-host link add veth-lan137-1 type veth peer name veth-lan137-2
 ip -n $L-host link add veth-ha type veth peer name eth0 netns $L-ha
@@ -86,17 +123,17 @@ link set veth-lan137-2 up
 link set br-mellanox up
 NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
+link add br-lan137 type bridge
+link set veth-lan137-1 master br-lan137
+link set veth-lan137-1 up
+link set br-lan137 up
+NETNS_LAB_EOF
+ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 link add br-da66fb6805df type bridge
 addr add 172.18.0.1/16 dev br-da66fb6805df
 link set veth-app master br-da66fb6805df
 link set veth-app up
 link set br-da66fb6805df up
-NETNS_LAB_EOF
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add br-lan137 type bridge
-link set veth-lan137-1 master br-lan137
-link set veth-lan137-1 up
-link set br-lan137 up
 NETNS_LAB_EOF
 ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.ipv4.conf.br-lan137.rp_filter=2 net.ipv4.conf.br-lan137.arp_ignore=1
 ip netns exec $L-host iptables-nft-restore -w --noflush <<'NETNS_LAB_EOF'
@@ -194,8 +231,8 @@ ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 tcp port 5000 >"$W/h
 ready h6 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
-# the SYN reaches the app, from ha's own address: 19:03:32.416554 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
-# the handshake completes: ha's ACK of the app's SYN-ACK reaches the app: 19:03:32.416621 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# the SYN reaches the app, from ha's own address: 19:16:01.593679 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the handshake completes: ha's ACK of the app's SYN-ACK reaches the app: 19:16:01.593747 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
 # the new DOCKER-USER rule accepts ha's packets before the isolation chains see them: DOCKER-USER [-i br-lan137 -o br-da66fb6805df -j ACCEPT] +4, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +0
 stop h6
 
@@ -208,13 +245,13 @@ ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h10" 2>&1 & PI
 ready h10 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
 expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
-# the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 19:03:32.526311 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 19:16:01.657109 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +1
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 19:03:32.526787 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 19:16:01.657353 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
 # conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
-# ha has no socket for that port and answers with RST: 19:03:32.526795 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
-# the RST, its port restored by the same entry, resets the app: 19:03:32.526806 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
-# the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +1 in ha; 19:03:32.734704 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
+# ha has no socket for that port and answers with RST: 19:16:01.657361 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
+# the RST, its port restored by the same entry, resets the app: 19:16:01.657370 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
+# the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +1 in ha; 19:16:01.858703 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 stop h8
 stop h9
 stop h10

@@ -48,13 +48,50 @@ expect() {
 
 phase "topology"
 ip netns add $L-container
+cat > "$W/kernel-defaults.conf" <<'NETNS_LAB_EOF'
+# the kernel's IPv4 defaults, for what a new namespace copies from the machine's root namespace
+net.ipv4.ip_forward = 0
+net.ipv4.conf.all.rp_filter = 0
+net.ipv4.conf.all.accept_local = 0
+net.ipv4.conf.all.route_localnet = 0
+net.ipv4.conf.all.arp_ignore = 0
+net.ipv4.conf.all.arp_announce = 0
+net.ipv4.conf.all.arp_filter = 0
+net.ipv4.conf.all.proxy_arp = 0
+net.ipv4.conf.all.log_martians = 0
+net.ipv4.conf.all.src_valid_mark = 0
+net.ipv4.conf.all.accept_redirects = 1
+net.ipv4.conf.all.send_redirects = 1
+net.ipv4.conf.default.rp_filter = 0
+net.ipv4.conf.default.accept_local = 0
+net.ipv4.conf.default.route_localnet = 0
+net.ipv4.conf.default.arp_ignore = 0
+net.ipv4.conf.default.arp_announce = 0
+net.ipv4.conf.default.arp_filter = 0
+net.ipv4.conf.default.proxy_arp = 0
+net.ipv4.conf.default.log_martians = 0
+net.ipv4.conf.default.src_valid_mark = 0
+net.ipv4.conf.default.accept_redirects = 1
+net.ipv4.conf.default.send_redirects = 1
+net.ipv4.conf.lo.rp_filter = 0
+net.ipv4.conf.lo.accept_local = 0
+net.ipv4.conf.lo.route_localnet = 0
+net.ipv4.conf.lo.arp_ignore = 0
+net.ipv4.conf.lo.arp_announce = 0
+net.ipv4.conf.lo.arp_filter = 0
+net.ipv4.conf.lo.proxy_arp = 0
+net.ipv4.conf.lo.log_martians = 0
+net.ipv4.conf.lo.src_valid_mark = 0
+net.ipv4.conf.lo.accept_redirects = 1
+net.ipv4.conf.lo.send_redirects = 1
+NETNS_LAB_EOF
 ip netns add $L-host
 ip netns add $L-internet
 ip -n $L-container link set lo up
-ip netns exec $L-container sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-container sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-host link set lo up
-ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
-ip netns exec $L-internet sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-host sysctl -q -p $W/kernel-defaults.conf
+ip netns exec $L-internet sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-internet link set lo up
 ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/80
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
@@ -107,7 +144,7 @@ expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(e
 # the internet host answers the container: tcp container -> 198.51.100.1:80: connected (token echoed) answer "netns-lab-token2-$$ from 198.51.100.2"
 # the internet host saw the masqueraded source 198.51.100.2: netns-lab-token2-$$ from 198.51.100.2
 ip netns exec $L-host iptables-nft-save -c
-# the MASQUERADE rule counted the connection: 1 packet(s)
+# the MASQUERADE rule counted the connection: 2 packet(s)
 
 echo
 echo "PASS: ip-forward: breakage shown, fix applied, proof holds"

@@ -53,28 +53,66 @@ expect() {
 
 phase "topology"
 ip netns add $L-client
+cat > "$W/kernel-defaults.conf" <<'NETNS_LAB_EOF'
+# the kernel's IPv4 defaults, for what a new namespace copies from the machine's root namespace
+net.ipv4.ip_forward = 0
+net.ipv4.conf.all.rp_filter = 0
+net.ipv4.conf.all.accept_local = 0
+net.ipv4.conf.all.route_localnet = 0
+net.ipv4.conf.all.arp_ignore = 0
+net.ipv4.conf.all.arp_announce = 0
+net.ipv4.conf.all.arp_filter = 0
+net.ipv4.conf.all.proxy_arp = 0
+net.ipv4.conf.all.log_martians = 0
+net.ipv4.conf.all.src_valid_mark = 0
+net.ipv4.conf.all.accept_redirects = 1
+net.ipv4.conf.all.send_redirects = 1
+net.ipv4.conf.default.rp_filter = 0
+net.ipv4.conf.default.accept_local = 0
+net.ipv4.conf.default.route_localnet = 0
+net.ipv4.conf.default.arp_ignore = 0
+net.ipv4.conf.default.arp_announce = 0
+net.ipv4.conf.default.arp_filter = 0
+net.ipv4.conf.default.proxy_arp = 0
+net.ipv4.conf.default.log_martians = 0
+net.ipv4.conf.default.src_valid_mark = 0
+net.ipv4.conf.default.accept_redirects = 1
+net.ipv4.conf.default.send_redirects = 1
+net.ipv4.conf.lo.rp_filter = 0
+net.ipv4.conf.lo.accept_local = 0
+net.ipv4.conf.lo.route_localnet = 0
+net.ipv4.conf.lo.arp_ignore = 0
+net.ipv4.conf.lo.arp_announce = 0
+net.ipv4.conf.lo.arp_filter = 0
+net.ipv4.conf.lo.proxy_arp = 0
+net.ipv4.conf.lo.log_martians = 0
+net.ipv4.conf.lo.src_valid_mark = 0
+net.ipv4.conf.lo.accept_redirects = 1
+net.ipv4.conf.lo.send_redirects = 1
+NETNS_LAB_EOF
 ip netns add $L-router
 ip netns add $L-host
 ip netns add $L-pod
 ip -n $L-client link set lo up
-ip netns exec $L-client sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-client sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-router link set lo up
-ip netns exec $L-router sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-router sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-host link set lo up
-ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-host sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-pod link set lo up
-ip netns exec $L-pod sysctl -qw net.ipv4.ip_forward=0 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.all.accept_local=0 net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0 net.ipv4.conf.all.arp_filter=0 net.ipv4.conf.all.proxy_arp=0 net.ipv4.conf.all.log_martians=0 net.ipv4.conf.all.src_valid_mark=0 net.ipv4.conf.all.accept_redirects=1 net.ipv4.conf.all.send_redirects=1 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.default.accept_local=0 net.ipv4.conf.default.route_localnet=0 net.ipv4.conf.default.arp_ignore=0 net.ipv4.conf.default.arp_announce=0 net.ipv4.conf.default.arp_filter=0 net.ipv4.conf.default.proxy_arp=0 net.ipv4.conf.default.log_martians=0 net.ipv4.conf.default.src_valid_mark=0 net.ipv4.conf.default.accept_redirects=1 net.ipv4.conf.default.send_redirects=1 net.ipv4.conf.lo.rp_filter=0 net.ipv4.conf.lo.accept_local=0 net.ipv4.conf.lo.route_localnet=0 net.ipv4.conf.lo.arp_ignore=0 net.ipv4.conf.lo.arp_announce=0 net.ipv4.conf.lo.arp_filter=0 net.ipv4.conf.lo.proxy_arp=0 net.ipv4.conf.lo.log_martians=0 net.ipv4.conf.lo.src_valid_mark=0 net.ipv4.conf.lo.accept_redirects=1 net.ipv4.conf.lo.send_redirects=1
+ip netns exec $L-pod sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-client link add eth0 type veth peer name wan0 netns $L-router
 ip -n $L-router link add lan0 type veth peer name eno2 netns $L-host
 ip -n $L-host link add veth-pod type veth peer name eth0 netns $L-pod
-ip -n $L-client -batch - <<'NETNS_LAB_EOF'
-addr add 1.1.1.1/32 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
 ip -n $L-router -batch - <<'NETNS_LAB_EOF'
 addr add 114.154.19.19/32 dev wan0
 link set wan0 up
 NETNS_LAB_EOF
+ip -n $L-client -batch - <<'NETNS_LAB_EOF'
+addr add 1.1.1.1/32 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
+ip -n $L-host link set veth-pod up
 ip -n $L-router -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.3.1/24 dev lan0
 link set lan0 up
@@ -83,7 +121,6 @@ ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.3.7/24 dev eno2
 link set eno2 up
 NETNS_LAB_EOF
-ip -n $L-host link set veth-pod up
 ip -n $L-pod -batch - <<'NETNS_LAB_EOF'
 addr add 10.42.0.135/24 dev eth0
 link set eth0 up
@@ -123,7 +160,6 @@ link set cni0 up
 NETNS_LAB_EOF
 ip -n $L-host route add default via 192.168.3.1
 ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2
-ip -n $L-pod route add default via 10.42.0.1
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain PREROUTING {
@@ -145,6 +181,7 @@ table ip nat {
   }
 }
 NETNS_LAB_EOF
+ip -n $L-pod route add default via 10.42.0.1
 
 phase "exclude-interface: break"
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
@@ -216,7 +253,7 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/
 ready h5 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 19:03:31.128688 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 19:16:00.300253 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT1 114.154.19.19:8443
 expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
 # in the same state the host's own :8100 answers the client: tcp client -> 114.154.19.19:8100: connected (token echoed) answer "netns-lab-token2-$$ from 1.1.1.1"
@@ -233,8 +270,8 @@ ready h6 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
 ready h7 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
-# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 19:03:31.195906 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
-# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 19:03:31.195906 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 19:16:00.396014 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 19:16:00.396014 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
 stop h6
 stop h7
 
@@ -246,7 +283,7 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta tcp port 8443 >"$W/
 ready h9 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
-# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 19:03:31.272586 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
+# the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 19:16:00.489781 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT3 114.154.19.19:8443
 stop h9
 
@@ -272,8 +309,8 @@ ready h10 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 tcp port 443 >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eno2
 ready h11 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # tcp probe to 1.1.1.1:443
-# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 19:03:31.360105 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
-# ... and not eno2: Meta: 19:03:31.360105 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 19:16:00.568165 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
+# ... and not eno2: Meta: 19:16:00.568165 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
 stop h10
 stop h11
 
