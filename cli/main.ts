@@ -10,7 +10,18 @@ import { isPath, scenariosAt } from '../lib/discover.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
 import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, STATE_DIR } from '../lib/registry.ts';
-import { FEATURES, type Feature, hasTool, isRoot, isStrict, missingRequirements, TOOLS, type Tool } from '../lib/requirements.ts';
+import { compareReports, environment, type Report, resultData } from '../lib/report.ts';
+import {
+  FEATURES,
+  type Feature,
+  hasTool,
+  isRoot,
+  isStrict,
+  missingRequirements,
+  TOOLS,
+  type Tool,
+  toolVersion,
+} from '../lib/requirements.ts';
 import {
   counts,
   explainResult,
@@ -76,21 +87,42 @@ function preflight(selected: Scenario[]): void {
   }
 }
 
-const color = process.stderr.isTTY && !process.env.NO_COLOR;
-const paint = (code: number, text: string) => (color ? `\x1b[${code}m${text}\x1b[0m` : text);
+/** Colour per stream: NO_COLOR turns it off, FORCE_COLOR on, otherwise only a terminal gets it. */
+function colored(stream: NodeJS.WriteStream): boolean {
+  if (process.env.NO_COLOR) return false;
+  if (process.env.FORCE_COLOR !== undefined) return process.env.FORCE_COLOR !== '0';
+  return stream.isTTY === true;
+}
+const paint = (code: number, text: string, stream: NodeJS.WriteStream = process.stderr) =>
+  colored(stream) ? `\x1b[${code}m${text}\x1b[0m` : text;
 const OUTCOME_COLOR: Record<string, number> = { pass: 32, skipped: 33, flaky: 33, 'not reproduced': 31, 'fix ineffective': 31, error: 31 };
 
+const progressName = (scenario: string, stage?: string) => (stage && stage !== scenario ? `${scenario}/${stage}` : scenario);
+/** Wide enough for every scenario/stage of the run: the timings stay in one column. */
+let progressWidth = 36;
+const alignProgress = (selected: Scenario[]) => {
+  progressWidth = Math.max(...selected.flatMap((s) => s.stages.map((st) => progressName(s.name, st.name).length)));
+};
+
 function progress(e: ProgressEvent): void {
-  const where = e.stage && e.stage !== e.scenario ? `${e.scenario}/${e.stage}` : e.scenario;
+  const where = progressName(e.scenario, e.stage);
   process.stderr.write(
-    `  ${paint(2, where.padEnd(36))} ${e.phase.padEnd(9)} ${`${Math.round(e.ms)} ms`.padStart(8)} ${e.ok ? '' : paint(31, '✗')}\n`,
+    `  ${paint(2, where.padEnd(progressWidth))} ${e.phase.padEnd(9)} ${`${Math.round(e.ms)} ms`.padStart(8)} ${e.ok ? '' : paint(31, '✗')}\n`,
   );
+}
+
+/** Human output: stdout, or stderr when stdout carries JSON (`--json`). */
+let humanOut: NodeJS.WriteStream = process.stdout;
+const say = (text: string) => humanOut.write(text);
+
+function printJson(report: Report): void {
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }
 
 function printResult(result: ScenarioResult): void {
   const mode = result.mode === 'as-written' ? '' : ` ${result.mode}${result.target ? ` ${result.target}` : ''}`;
-  const headline = `${result.scenario}${mode}: ${paint(OUTCOME_COLOR[result.outcome] ?? 0, outcomeLabel(result))} (${Math.round(result.ms)} ms)`;
-  process.stdout.write(`${explainResult(result, { headline })}\n`);
+  const headline = `${result.scenario}${mode}: ${paint(OUTCOME_COLOR[result.outcome] ?? 0, outcomeLabel(result), humanOut)} (${Math.round(result.ms)} ms)`;
+  say(`${explainResult(result, { headline })}\n`);
 }
 
 /** The time base and the rerun policy, before any run: both decide how a verdict is reached. */
@@ -133,9 +165,11 @@ async function pool<T, R>(items: T[], limit: number, job: (item: T) => Promise<R
   return results;
 }
 
-async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
+async function cmdRun(selected: Scenario[], keep: boolean, json: boolean): Promise<number> {
+  if (json) humanOut = process.stderr;
   preflight(selected);
   printPolicy();
+  alignProgress(selected);
   const results: ScenarioResult[] = [];
   for (const scenario of selected) {
     process.stderr.write(`${paint(1, scenario.name)}: ${scenario.title}\n`);
@@ -144,19 +178,19 @@ async function cmdRun(selected: Scenario[], keep: boolean): Promise<number> {
     results.push(result);
     if (keep && result.outcome === 'pass') {
       const hosts = [...new Set(result.steps.map((s) => s.host).filter(Boolean))];
-      process.stdout.write(
+      say(
         `\nThe lab is up in its broken state (lab ${result.labId}). Step inside a host with:\n${hosts
           .map((h) => `  ip netns exec ${NS_PREFIX}${result.labId}-${h} bash`)
-          .join('\n')}\nRemove it with: pnpm netns-lab clean\n`,
+          .join('\n')}\nRemove it with: pnpm netns-lab clean ${result.labId}\n`,
       );
+      if (json) printJson({ command: 'run', environment: environment(), results: results.map(resultData) });
       return 0;
     }
   }
   if (results.length > 1) {
-    process.stdout.write(
-      `\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, outcomeLabel(r), String(Math.round(r.ms))])])}\n`,
-    );
+    say(`\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, outcomeLabel(r), String(Math.round(r.ms))])])}\n`);
   }
+  if (json) printJson({ command: 'run', environment: environment(), results: results.map(resultData) });
   return results.every(counts) ? 0 : 1;
 }
 
@@ -166,7 +200,8 @@ interface VerifyRow {
   cells: Partial<Record<Mode, { ok: boolean; flaky: boolean; message: string }>>;
 }
 
-async function cmdVerify(selected: Scenario[]): Promise<number> {
+async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
+  if (json) humanOut = process.stderr;
   preflight(selected);
   const jobs = selected.flatMap((s) => [
     { scenario: s, mode: 'as-written' as Mode, target: undefined as string | undefined },
@@ -199,20 +234,35 @@ async function cmdVerify(selected: Scenario[]): Promise<number> {
   const cell = (c?: { ok: boolean; flaky: boolean }) =>
     c ? (c.flaky ? (c.ok ? 'flaky' : 'FAIL (flaky)') : c.ok ? 'ok' : 'FAIL') : 'n/a (no fix)';
   // a control stands in for the fix of an observation in the fix-first column
-  process.stdout.write(
+  say(
     `${table([
       ['scenario', 'stage', 'as written', 'without fix', 'fix first'],
       ...rows.map((r) => [r.scenario, r.stage, cell(r.cells['as-written']), cell(r.cells['without-fix']), cell(r.cells['fix-first'])]),
     ])}\n`,
   );
   for (const r of results.filter((r) => !r.v.ok || r.v.flaky))
-    process.stdout.write(`${r.v.ok ? 'FLAKY' : 'FAIL'} ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
+    say(`${r.v.ok ? 'FLAKY' : 'FAIL'} ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
+  if (json) {
+    const modes: Mode[] = ['as-written', 'without-fix', 'fix-first'];
+    printJson({
+      command: 'verify',
+      environment: environment(),
+      results: results.map((r) => resultData(r.result)),
+      grid: rows.flatMap((r) =>
+        modes.flatMap((mode) => {
+          const c = r.cells[mode];
+          return c ? [{ scenario: r.scenario, stage: r.stage, mode, ok: c.ok, message: c.message }] : [];
+        }),
+      ),
+    });
+  }
   return results.every((r) => r.v.ok) ? 0 : 1;
 }
 
 async function cmdDemo(selected: Scenario[], format: string, write: boolean): Promise<number> {
   if (!['md', 'sh'].includes(format)) throw new UsageError(`unknown format '${format}' (md or sh)`);
   preflight(selected);
+  alignProgress(selected);
   let ok = true;
   for (const scenario of selected) {
     process.stderr.write(`${paint(1, scenario.name)}: ${scenario.title}\n`);
@@ -237,10 +287,30 @@ async function cmdDemo(selected: Scenario[], format: string, write: boolean): Pr
 
 function cmdList(): number {
   for (const s of scenarios) {
-    process.stdout.write(`${paint(1, s.name)}  (write-up ${s.writeup})\n  ${s.title}\n  breaks: ${s.breaks}\n  fix:    ${s.fixes}\n`);
+    process.stdout.write(
+      `${paint(1, s.name, process.stdout)}  (write-up ${s.writeup})\n  ${s.title}\n  breaks: ${s.breaks}\n  fix:    ${s.fixes}\n`,
+    );
     if (s.stages.length > 1) process.stdout.write(`  stages: ${s.stages.map((st) => st.name).join(' → ')}\n`);
   }
   return 0;
+}
+
+function cmdCompare(files: string[]): number {
+  if (files.length !== 2) throw new UsageError('compare takes two reports: netns-lab compare before.json after.json');
+  const [a, b] = files.map((f): Report => {
+    try {
+      return JSON.parse(readFileSync(f, 'utf8'));
+    } catch (err) {
+      return fail(`${f}: not a report of \`run --json\` or \`verify --json\` (${(err as Error).message})`, 2);
+    }
+  }) as [Report, Report];
+  const { environment: env, verdicts, coverage } = compareReports(a, b);
+  process.stdout.write(env.length ? `changed:\n${env.map((l) => `  ${l}`).join('\n')}\n` : 'same kernel, Node and tools\n');
+  process.stdout.write(
+    verdicts.length ? `verdicts that differ:\n${verdicts.map((l) => `  ${l}`).join('\n')}\n` : 'every verdict is the same\n',
+  );
+  if (coverage.length) process.stdout.write(`not in both:\n${coverage.map((l) => `  ${l}`).join('\n')}\n`);
+  return verdicts.length ? 1 : 0;
 }
 
 function cmdNew(args: string[], dir: string | undefined): number {
@@ -311,31 +381,6 @@ function cmdClean(ids: string[], kept: boolean, dryRun: boolean): number {
   return 0;
 }
 
-const VERSION_ARGS: Partial<Record<Tool, string[]>> = {
-  ip: ['-V'],
-  nft: ['-v'],
-  'iptables-nft': ['-V'],
-  'iptables-legacy': ['-V'],
-  tcpdump: ['--version'],
-  conntrack: ['-V'],
-  socat: ['-V'],
-  curl: ['-V'],
-  v2ray: ['version'],
-};
-
-function toolVersion(tool: Tool): string {
-  try {
-    const out = execFileSync(tool, VERSION_ARGS[tool] ?? ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return (out.split('\n').find((l) => /\d+\.\d+/.test(l)) ?? out.split('\n')[0] ?? '').trim();
-  } catch (err: any) {
-    return (
-      String(err.stdout || err.stderr || '')
-        .split('\n')[0]
-        ?.trim() || 'present'
-    );
-  }
-}
-
 /** Runs a command between two snapshots of the root namespace; any difference fails, with the diff. */
 function cmdUntouched(command: string[]): number {
   if (command.length === 0) throw new UsageError('untouched needs a command: netns-lab untouched -- pnpm test:scenarios');
@@ -356,7 +401,7 @@ function cmdUntouched(command: string[]): number {
 }
 
 function cmdDoctor(): number {
-  const ok = (good: boolean) => (good ? paint(32, 'ok     ') : paint(31, 'missing'));
+  const ok = (good: boolean) => (good ? paint(32, 'ok     ', process.stdout) : paint(31, 'missing', process.stdout));
   process.stdout.write(`kernel ${release()}, node ${process.version}\n`);
   process.stdout.write(`${ok(isRoot())} root${isRoot() ? '' : ' (run as root: network namespaces need CAP_NET_ADMIN)'}\n`);
   for (const tool of Object.keys(TOOLS) as Tool[]) {
@@ -372,7 +417,7 @@ function cmdDoctor(): number {
     const missing = missingRequirements(s.requires.tools, s.requires.features);
     runnable &&= missing.length === 0;
     process.stdout.write(
-      `${missing.length ? paint(33, 'skip   ') : paint(32, 'ready  ')} ${s.name}${missing.length ? `: ${missing.map((m) => m.install).join('; ')}` : ''}\n`,
+      `${missing.length ? paint(33, 'skip   ', process.stdout) : paint(32, 'ready  ', process.stdout)} ${s.name}${missing.length ? `: ${missing.map((m) => m.install).join('; ')}` : ''}\n`,
     );
   }
   return isRoot() && runnable ? 0 : 1;
@@ -398,18 +443,18 @@ const SELECT = { all: { type: 'boolean' }, grep: { type: 'string' } } as const s
 const COMMANDS: Record<string, Command> = {
   list: { args: '', summary: 'the scenarios, the write-up each reproduces, what breaks, the fix', run: () => cmdList() },
   run: {
-    args: '<scenario|path...|--all> [--grep RE] [--keep]',
+    args: '<scenario|path...|--all> [--grep RE] [--keep] [--json]',
     summary: 'run scenarios as written (break, evidence, fix, proof)',
     details: '  --keep   stop after the first evidence and leave the lab up to explore (`clean <run>` removes it)',
-    options: { ...SELECT, keep: { type: 'boolean' } },
-    run: async (v, names) => cmdRun(await selectScenarios(names, v), v.keep === true),
+    options: { ...SELECT, keep: { type: 'boolean' }, json: { type: 'boolean' } },
+    run: async (v, names) => cmdRun(await selectScenarios(names, v), v.keep === true, v.json === true),
   },
   verify: {
-    args: '<scenario|path...|--all> [--grep RE]',
+    args: '<scenario|path...|--all> [--grep RE] [--json]',
     summary:
       'run each scenario three ways: as written (must pass), without the fix (proof must fail),\nfix applied before the break (evidence must fail)',
-    options: SELECT,
-    run: async (v, names) => cmdVerify(await selectScenarios(names, v)),
+    options: { ...SELECT, json: { type: 'boolean' } },
+    run: async (v, names) => cmdVerify(await selectScenarios(names, v), v.json === true),
   },
   demo: {
     args: '<scenario|path...|--all> [--grep RE] [--format md|sh] [--write]',
@@ -425,6 +470,12 @@ const COMMANDS: Record<string, Command> = {
     details: '  --dir DIR   where (default: scenarios/ in this repository, as TypeScript; elsewhere the current directory, as JavaScript)',
     options: { dir: { type: 'string' } },
     run: (v, args) => cmdNew(args, v.dir as string | undefined),
+  },
+  compare: {
+    args: '<before.json> <after.json>',
+    summary:
+      'what changed between two `--json` reports (before and after an upgrade): versions, then verdicts;\nexits 1 when a verdict both have differs',
+    run: (_, files) => cmdCompare(files),
   },
   labs: {
     args: '',

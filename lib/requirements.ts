@@ -133,3 +133,36 @@ export function isRoot(): boolean {
 export function isStrict(): boolean {
   return ['1', 'true', 'yes'].includes((process.env.NETNS_LAB_STRICT ?? '').toLowerCase());
 }
+
+/** How each tool prints its version. */
+const VERSION_ARGS: Partial<Record<Tool, string[]>> = {
+  ip: ['-V'],
+  nft: ['-v'],
+  'iptables-nft': ['-V'],
+  'iptables-legacy': ['-V'],
+  tcpdump: ['--version'],
+  conntrack: ['-V'],
+  socat: ['-V'],
+  curl: ['-V'],
+  v2ray: ['version'],
+};
+
+/** The version line a tool prints (its first line with a dotted number), or why there is none. */
+export function toolVersion(tool: Tool): string {
+  if (!hasTool(tool)) return 'missing';
+  try {
+    const out = execFileSync(tool, VERSION_ARGS[tool] ?? ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return (out.split('\n').find((l) => /\d+\.\d+/.test(l)) ?? out.split('\n')[0] ?? '').trim();
+  } catch (err: any) {
+    return (
+      String(err.stdout || err.stderr || '')
+        .split('\n')[0]
+        ?.trim() || 'present'
+    );
+  }
+}
+
+/** The versions a result depends on: every known tool. */
+export function toolVersions(): Record<string, string> {
+  return Object.fromEntries((Object.keys(TOOLS) as Tool[]).filter((t) => t !== 'stdbuf' && t !== 'sysctl').map((t) => [t, toolVersion(t)]));
+}
