@@ -1,4 +1,4 @@
-# netns-lab's container image: Node 20, pnpm and the tools the scenarios use. It carries no
+# netns-lab's container image: Node 24, pnpm and the tools the scenarios use. It carries no
 # project files: `pnpm test:container` bind-mounts the working tree (node_modules included).
 #
 #   pnpm test:container                  builds this image (needs a registry for the base), runs the suite
@@ -7,7 +7,7 @@
 #
 # The scenarios need CAP_NET_ADMIN, CAP_SYS_ADMIN (ip netns add mounts under /run/netns),
 # CAP_NET_RAW (tcpdump) and /dev/net/tun: scripts/test-container.ts starts it with exactly those.
-ARG NODE_IMAGE=node:20-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 FROM ${NODE_IMAGE}
 
 # Debian packages the scenarios use (keep on one line: build-offline-image.mjs parses it).

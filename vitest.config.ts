@@ -3,7 +3,8 @@ import { deadline } from './lib/time.ts';
 
 export default defineConfig({
   test: {
-    reporters: process.env.CI ? ['default', 'junit'] : ['default'],
+    // on GitHub the github-actions reporter stays on (naming reporters replaces vitest's default list)
+    reporters: process.env.CI ? ['default', 'junit', ...(process.env.GITHUB_ACTIONS ? ['github-actions'] : [])] : ['default'],
     outputFile: { junit: 'reports/junit.xml' },
     projects: [
       {

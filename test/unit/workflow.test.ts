@@ -38,16 +38,27 @@ describe('GitHub workflow', () => {
     expect(ci).toMatch(/^ {6}- run: pnpm test$/m);
     expect(ci).toMatch(/^ {6}- run: pnpm typecheck$/m);
     expect(ci).toMatch(/^ {6}- run: pnpm lint$/m);
-    expect(ci).toMatch(/container:\n\s+image: node:20-bookworm\n(\s+#.*\n)*\s+options: --privileged/);
+    expect(ci).toMatch(/container:\n\s+image: node:\$\{\{ matrix\.node \}\}-bookworm\n(\s+#.*\n)*\s+options: --privileged/);
+    // Node 20 stays supported; 22 and 24 are tested too
+    expect(ci.match(/node: \[20, 22, 24\]/g)?.length).toBe(2);
     expect(ci).toMatch(/os: \[ubuntu-22\.04, ubuntu-24\.04\]/);
     expect(ci).toContain('scripts/setup.mjs --install-only');
     expect(ci.match(/NETNS_LAB_STRICT=1 pnpm test:scenarios/g)?.length).toBeGreaterThanOrEqual(2);
     expect(ci.match(/pnpm netns-lab verify --all/g)?.length).toBeGreaterThanOrEqual(2);
     expect(ci).toContain('run: pnpm test:container');
-    const uploads = ci.match(/uses: actions\/upload-artifact@v4/g)?.length ?? 0;
     const jobs = ci.split(/^jobs:$/m)[1]!.match(/^ {2}[\w-]+:$/gm)?.length;
-    expect(uploads).toBe(jobs); // one JUnit upload per job
-    expect(ci.match(/path: reports\/junit\.xml/g)?.length).toBe(uploads);
+    expect(ci.match(/path: reports\/junit\.xml/g)?.length).toBe(jobs); // one JUnit upload per job
+  });
+
+  test('actions at their current majors, which run on Node 24', () => {
+    const uses = [...ci.matchAll(/uses: ([\w/-]+)@(v\d+)/g)].map((m) => `${m[1]}@${m[2]}`);
+    const current = ['actions/checkout@v6', 'actions/setup-node@v6', 'actions/upload-artifact@v7', 'pnpm/action-setup@v6'];
+    expect(uses.filter((u) => !current.includes(u))).toEqual([]);
+  });
+
+  test('br_netfilter is loaded where the scenarios need it: runners do not load it', () => {
+    expect(ci).toContain('options: --privileged -v /lib/modules:/lib/modules:ro');
+    expect(ci.match(/modprobe br_netfilter/g)?.length).toBe(2);
   });
 });
 
