@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // netns-lab: list | run | verify | demo | clean | doctor
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
