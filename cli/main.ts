@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { renderMarkdown, renderShell } from '../lib/demo.ts';
+import { demoVersions, renderMarkdown, renderShell } from '../lib/demo.ts';
 import { isPath, scenariosAt } from '../lib/discover.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
@@ -275,11 +275,11 @@ async function cmdDemo(selected: Scenario[], format: string, write: boolean): Pr
     if (write) {
       const dir = join(PROJECT_ROOT, 'docs', 'demos');
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result));
+      writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result, demoVersions(scenario)));
       writeFileSync(join(dir, `${scenario.name}.sh`), renderShell(scenario, result), { mode: 0o755 });
       process.stderr.write(`  wrote docs/demos/${scenario.name}.md and .sh\n`);
     } else {
-      process.stdout.write(format === 'sh' ? renderShell(scenario, result) : renderMarkdown(scenario, result));
+      process.stdout.write(format === 'sh' ? renderShell(scenario, result) : renderMarkdown(scenario, result, demoVersions(scenario)));
     }
   }
   return ok ? 0 : 1;
@@ -288,7 +288,7 @@ async function cmdDemo(selected: Scenario[], format: string, write: boolean): Pr
 function cmdList(): number {
   for (const s of scenarios) {
     process.stdout.write(
-      `${paint(1, s.name, process.stdout)}  (write-up ${s.writeup})\n  ${s.title}\n  breaks: ${s.breaks}\n  fix:    ${s.fixes}\n`,
+      `${paint(1, s.name, process.stdout)}  (write-up ${s.writeup}${s.writeupTitle ? `: ${s.writeupTitle}` : ''})\n  ${s.title}\n  breaks: ${s.breaks}\n  fix:    ${s.fixes}\n`,
     );
     if (s.stages.length > 1) process.stdout.write(`  stages: ${s.stages.map((st) => st.name).join(' → ')}\n`);
   }

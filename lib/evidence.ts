@@ -139,7 +139,8 @@ const TCPDUMP_STATS = /(\d+) packets? captured, (\d+) packets? received by filte
 export async function capture(host: Host, iface: string, filter = ''): Promise<Capture> {
   // the kernel hands libpcap both directions of loopback and libpcap drops one: its count never matches what it printed
   if (iface === 'lo') throw new Error('capture a real interface, not lo: see Capture.flush');
-  const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? filter.split(/\s+/) : [])];
+  // the filter is one argument, as a reader types it in quotes
+  const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? [filter] : [])];
   const started = new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^listening on' }));
   await started.countUnfiltered();
   return started;

@@ -24,6 +24,8 @@ export interface Step {
   /** Text fed on stdin (nft rulesets, ip batches). */
   input?: string;
   exitCode: number | null;
+  /** Wall-clock start (ms since the epoch, the clock tcpdump stamps packets with): demos place packets among probes by it. */
+  startedAt?: number;
   durationMs: number;
   stdout: string;
   stderr: string;
@@ -46,7 +48,7 @@ export class Transcript {
   spawned = 0;
 
   record(step: Omit<Step, 'phase'>): Step {
-    const full = { phase: this.phase, stage: this.stage, ...step };
+    const full = { phase: this.phase, stage: this.stage, startedAt: Date.now(), ...step };
     this.steps.push(full);
     return full;
   }
@@ -154,6 +156,7 @@ export async function run(
 ): Promise<RunResult> {
   const full = inNetns(host?.ns, argv);
   const line = shellLine(full);
+  const startedAt = Date.now();
   const started = performance.now();
   transcript.spawned++;
   const [file, ...args] = full as [string, ...string[]];
@@ -172,6 +175,7 @@ export async function run(
     line,
     input: opts.input,
     exitCode,
+    startedAt,
     durationMs: performance.now() - started,
     stdout: String(result.stdout ?? ''),
     stderr: String(result.stderr ?? ''),

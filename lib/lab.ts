@@ -240,6 +240,7 @@ export class Lab implements AsyncDisposable {
     step.stdout = bg.text('stdout');
     step.stderr = bg.text('stderr');
     step.exitCode = proc.child.exitCode ?? null;
+    step.durationMs = Date.now() - (step.startedAt ?? Date.now());
     this.record.processes = this.record.processes.filter((p) => p.pid !== proc.pid);
   }
 

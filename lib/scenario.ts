@@ -51,6 +51,8 @@ export interface ScenarioDefinition<C> {
   title: string;
   /** The write-up this reproduces (file name in the seeds). */
   writeup: string;
+  /** Its title, as its first lines give it (for a write-up known by its file name). */
+  writeupTitle?: string;
   /** One line each, for `list` and the README. */
   breaks: string;
   fixes: string;

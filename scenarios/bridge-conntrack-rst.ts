@@ -161,6 +161,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
     name: backend === 'nft' ? 'bridge-conntrack-rst' : `bridge-conntrack-rst-${backend}`,
     title: `A container bridged into the LAN cannot reach a published port: four layers, the last a conntrack reset (iptables-${backend})`,
     writeup: '003_161cc79a60abe2c8.txt',
+    writeupTitle: 'Docker桥接宿主网络',
     breaks:
       'ha on br-lan137 -> 192.168.137.250:5000: DNATed on br-lan137, dropped by rp_filter, then by DOCKER-ISOLATION-STAGE-2, then reset: conntrack rewrites the reply source port',
     fixes: `rp_filter=0 (all, ${LAN_BR}); DOCKER-USER -i ${LAN_BR} -o ${APP_BR} -j ACCEPT; iptables -t raw -I PREROUTING 1 -i ${LAN_BR} -j NOTRACK`,

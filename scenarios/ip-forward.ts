@@ -22,6 +22,7 @@ export default defineScenario({
   name: 'ip-forward',
   title: 'Disabled ip_forward silently drops forwarded container traffic',
   writeup: '004_f3b1d8459d62ed20.txt',
+  writeupTitle: '容器网络转发一次故障笔记',
   breaks: 'container traffic reaches its veth but never the uplink; Ip InAddrErrors rises, no ICMP',
   fixes: 'sysctl net.ipv4.ip_forward=1',
   picture: `

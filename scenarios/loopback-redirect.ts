@@ -20,6 +20,7 @@ export default defineScenario({
   name: 'loopback-redirect',
   title: 'nftables prerouting redirect does not apply to loopback traffic',
   writeup: '002_7c0872134e09afe3.txt',
+  writeupTitle: '初衷很简单,我想在本地访问运行在普通用户级别的 caddy',
   breaks: '127.0.0.1:80 is refused on the host while the LAN reaches :80; the prerouting rule counts only the LAN',
   fixes: 'the same redirect in the nat output hook (oifname "lo" tcp dport 80 redirect to :3000)',
   picture: `

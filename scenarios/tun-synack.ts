@@ -102,6 +102,7 @@ export default defineScenario<Ctx>({
   name: 'tun-synack',
   title: "mihomo's tun auto-route swallows a pod's SYN-ACK",
   writeup: '000_e50e4a5a916cb7c9.txt',
+  writeupTitle: '如何优雅的让 mihomo 和你的容器中的其他服务共存',
   breaks: "a published pod hangs for outside clients: its SYN-ACK enters the tun (rule 9003, table 2022); the host's own service answers",
   fixes:
     'ip rule iif cni0 goto 9010 (pods no longer proxied), or ct mark 0x100 inbound connections and ip rule fwmark 0x100 lookup main pref 5000',

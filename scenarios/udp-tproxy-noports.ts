@@ -133,6 +133,7 @@ export default defineScenario<Ctx>({
   name: 'udp-tproxy-noports',
   title: 'UDP TPROXY through a bridge with bridge-nf-call-iptables=1 ends in Udp NoPorts',
   writeup: '001_fa5da559465abef5.txt',
+  writeupTitle: '为每个容器分配独立的代理隧道 实现TCP+UDP透明转发',
   breaks:
     "containers' TCP leaves by each one's own proxy exit, their UDP never reaches v2ray: the TPROXY rule counts it, Udp NoPorts rises",
   fixes: 'sysctl net.bridge.bridge-nf-call-iptables=0 (TPROXY then runs in the IP layer and its socket assignment survives)',

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { renderShell } from '../../lib/demo.ts';
+import { renderMarkdown, renderShell } from '../../lib/demo.ts';
 import { describeInFlight } from '../../lib/exec.ts';
 import { runScenario } from '../../lib/scenario.ts';
 import { scenarios } from '../../scenarios/index.ts';
@@ -73,5 +73,15 @@ describe.concurrent.each(scenarios.map((s) => [s.name, s] as const))('demo %s', 
     expect(commandSet(renderShell(scenario, result)), 'docs/demos are stale: run pnpm demos').toEqual(
       commandSet(readFileSync(path, 'utf8')),
     );
+  });
+});
+
+// a demo for a post is the same file every time it is generated on one machine
+describe.concurrent.each(['tun-synack', 'ip-forward'])('demo %s, generated twice', (name) => {
+  test('is byte-identical', async () => {
+    const scenario = scenarios.find((s) => s.name === name)!;
+    const [first, second] = await Promise.all([runScenario(scenario), runScenario(scenario)]);
+    expect([first.outcome, second.outcome]).toEqual(['pass', 'pass']);
+    expect(renderMarkdown(scenario, second)).toBe(renderMarkdown(scenario, first));
   });
 });

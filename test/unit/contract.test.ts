@@ -20,6 +20,7 @@ function toy(opts: { evidenceAlwaysHolds?: boolean; proofAlwaysHolds?: boolean }
     name: 'toy',
     title: 'toy',
     writeup: '-',
+    writeupTitle: '-',
     breaks: '-',
     fixes: '-',
     picture: '',
