@@ -439,22 +439,41 @@ interface Command {
 }
 
 const SELECT = { all: { type: 'boolean' }, grep: { type: 'string' } } as const satisfies Options;
+const SELECT_HELP = `  <scenario>       a scenario of this package, by name (netns-lab list)
+  <path>           a module exporting scenarios (made with defineScenario), or a directory of them
+  --all            every scenario of this package
+  --grep RE        only those whose name matches
+  --json           print the results as JSON on stdout (with the kernel and tool versions)
+  --artifacts DIR  where a run that does not give its verdict leaves its captures (pcap) and state
+                   (default: reports/artifacts)`;
+
+/** --artifacts: read by the runner (RunOptions.artifacts' default). */
+const useArtifacts = (v: Values) => {
+  if (typeof v.artifacts === 'string') process.env.NETNS_LAB_ARTIFACTS = v.artifacts;
+};
 
 const COMMANDS: Record<string, Command> = {
   list: { args: '', summary: 'the scenarios, the write-up each reproduces, what breaks, the fix', run: () => cmdList() },
   run: {
     args: '<scenario|path...|--all> [--grep RE] [--keep] [--json]',
     summary: 'run scenarios as written (break, evidence, fix, proof)',
-    details: '  --keep   stop after the first evidence and leave the lab up to explore (`clean <run>` removes it)',
-    options: { ...SELECT, keep: { type: 'boolean' }, json: { type: 'boolean' } },
-    run: async (v, names) => cmdRun(await selectScenarios(names, v), v.keep === true, v.json === true),
+    details: `${SELECT_HELP}\n  --keep           stop after the first evidence and leave the lab up to explore (\`clean <run>\` removes it)`,
+    options: { ...SELECT, keep: { type: 'boolean' }, json: { type: 'boolean' }, artifacts: { type: 'string' } },
+    run: async (v, names) => {
+      useArtifacts(v);
+      return cmdRun(await selectScenarios(names, v), v.keep === true, v.json === true);
+    },
   },
   verify: {
     args: '<scenario|path...|--all> [--grep RE] [--json]',
     summary:
       'run each scenario three ways: as written (must pass), without the fix (proof must fail),\nfix applied before the break (evidence must fail)',
-    options: { ...SELECT, json: { type: 'boolean' } },
-    run: async (v, names) => cmdVerify(await selectScenarios(names, v), v.json === true),
+    details: SELECT_HELP,
+    options: { ...SELECT, json: { type: 'boolean' }, artifacts: { type: 'string' } },
+    run: async (v, names) => {
+      useArtifacts(v);
+      return cmdVerify(await selectScenarios(names, v), v.json === true);
+    },
   },
   demo: {
     args: '<scenario|path...|--all> [--grep RE] [--format md|sh] [--write]',

@@ -139,9 +139,11 @@ const TCPDUMP_STATS = /(\d+) packets? captured, (\d+) packets? received by filte
 export async function capture(host: Host, iface: string, filter = ''): Promise<Capture> {
   // the kernel hands libpcap both directions of loopback and libpcap drops one: its count never matches what it printed
   if (iface === 'lo') throw new Error('capture a real interface, not lo: see Capture.flush');
-  // the filter is one argument, as a reader types it in quotes
-  const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-i', iface, ...(filter ? [filter] : [])];
-  const started = new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^listening on' }));
+  // also written as pcap (-U: packet by packet), kept when the run fails (Lab.saveArtifacts); the filter is one
+  // argument, as a reader types it in quotes
+  const pcap = host.lab.artifactPath(`${host.name}-${iface}`, 'pcap');
+  const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-U', '-w', pcap, '--print', '-i', iface, ...(filter ? [filter] : [])];
+  const started = new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^(tcpdump: )?listening on' }));
   await started.countUnfiltered();
   return started;
 }

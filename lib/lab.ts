@@ -2,7 +2,7 @@
 
 import { spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Background } from './background.ts';
 import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
@@ -22,6 +22,7 @@ import {
   startTime,
   writeRecord,
 } from './registry.ts';
+import { hasTool } from './requirements.ts';
 import { deadline } from './time.ts';
 import { Host } from './topology.ts';
 
@@ -103,6 +104,18 @@ export const KERNEL_DEFAULTS: Record<string, number> = {
     ),
   ),
 };
+
+/** What explains a failure, per host: addresses, routes, rules, both firewalls, conntrack, the sysctls a scenario sets. */
+const SNAPSHOT_COMMANDS = [
+  'ip -br addr',
+  'ip route show table all',
+  'ip rule',
+  'nft list ruleset',
+  ...(hasTool('iptables-legacy-save') ? ['iptables-legacy-save'] : []),
+  'conntrack -L',
+  // forwarding, reverse-path filter, ARP and local-route settings per interface, and bridge netfilter
+  'sysctl -a -r ^net\\.(ipv4\\.ip_forward$|ipv4\\.conf\\.[^.]+\\.(rp_filter|forwarding|arp_ignore|accept_local|route_localnet)$|bridge\\.)',
+];
 
 export interface SpawnOptions {
   note?: string;
@@ -257,12 +270,30 @@ export class Lab implements AsyncDisposable {
     return path;
   }
 
+  private readonly artifactCounts = new Map<string, number>();
+
+  /** A new path in the lab's own directory for a file a helper writes: `<base>-<n>.<ext>`, n counting per base. */
+  artifactPath(base: string, ext: string): string {
+    const n = (this.artifactCounts.get(base) ?? 0) + 1;
+    this.artifactCounts.set(base, n);
+    return join(makeRunDir(this.id), `${base}-${n}.${ext}`);
+  }
+
+  /** Copies the lab's captures (pcap) to `dest`, with the state that explains the failure; returns `dest`. */
+  saveArtifacts(dest: string, state: string): string {
+    mkdirSync(dest, { recursive: true });
+    const files = existsSync(this.dir) ? readdirSync(this.dir) : [];
+    for (const file of files.filter((f) => f.endsWith('.pcap'))) copyFileSync(join(this.dir, file), join(dest, file));
+    writeFileSync(join(dest, 'state.txt'), state);
+    return dest;
+  }
+
   /** The state that explains a failure: per host addresses, routes, rules, rulesets, conntrack; helpers' output. */
   async snapshot(): Promise<string> {
     const sections = await Promise.all(
       [...this.hosts.values()].map(async (host) => {
         const outputs = await Promise.all(
-          ['ip -br addr', 'ip route show table all', 'ip rule', 'nft list ruleset', 'conntrack -L'].map(async (command) => {
+          SNAPSHOT_COMMANDS.map(async (command) => {
             const r = await host.exec(command, { check: false });
             return `$ ${command}\n${(r.stdout || r.stderr).trim()}`;
           }),

@@ -1,5 +1,6 @@
 // The scenario contract: topology, then stages of break → evidence → fix → proof.
 // One definition feeds the vitest suite, `netns-lab run`, `verify` and demos.
+import { join } from 'node:path';
 import type { Phase, Step } from './exec.ts';
 import { Lab } from './lab.ts';
 import { type Feature, isStrict, type Missing, missingRequirements, type ToolRequirement } from './requirements.ts';
@@ -108,6 +109,8 @@ export interface ScenarioResult {
   ms: number;
   /** The first run, when its verdict was not the expected one and this result is its rerun in a fresh lab. */
   rerun?: { of: ScenarioResult; verdict: 'confirmed' | 'flaky' };
+  /** Where a run that did not give its verdict left its captures (pcap) and state. */
+  artifacts?: string;
 }
 
 export interface ProgressEvent {
@@ -124,6 +127,8 @@ export interface RunOptions {
   target?: string;
   /** Leave the lab up after the first stage's evidence (for poking at the broken state). */
   keepAfterEvidence?: boolean;
+  /** Where a run that does not give its verdict leaves its captures and state (default: reports/artifacts, or NETNS_LAB_ARTIFACTS; '' for none). */
+  artifacts?: string;
   onProgress?: (e: ProgressEvent) => void;
   /** Called with the first run's result when runConfirmed reruns it. */
   onRerun?: (first: ScenarioResult) => void;
@@ -186,6 +191,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
   let outcome: Outcome = 'pass';
   let message = '';
   let kept = false;
+  let artifacts: string | undefined;
   try {
     const ctx = await timed('topology', undefined, () => s.topology(lab));
     for (const stage of s.stages) {
@@ -244,6 +250,16 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     outcome = 'error';
     message = `topology: ${err instanceof Error ? err.message : String(err)}`;
   } finally {
+    // a run that did not give its mode's verdict keeps what explains it: the captures as pcap, the state
+    const expected = mode === 'without-fix' ? 'fix ineffective' : 'not reproduced';
+    const unexpected = mode === 'as-written' ? outcome !== 'pass' : stages.find((st) => st.stage === target)?.outcome !== expected;
+    const artifactsDir = opts.artifacts ?? process.env.NETNS_LAB_ARTIFACTS ?? join(process.cwd(), 'reports', 'artifacts');
+    if (!kept && unexpected && artifactsDir) {
+      const state =
+        stages.find((st) => st.failure?.state)?.failure?.state ?? (await lab.snapshot().catch((e) => `(state unavailable: ${e})`));
+      const name = `${s.name}-${mode}${target ? `-${target}` : ''}-${lab.id}`;
+      artifacts = lab.saveArtifacts(join(artifactsDir, name), `${message}\n\n${state}`);
+    }
     if (!kept) {
       const t0 = performance.now();
       await lab.teardown();
@@ -262,6 +278,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     phaseMs,
     spawned: lab.transcript.spawned,
     ms: performance.now() - started,
+    ...(artifacts ? { artifacts } : {}),
   };
 }
 
@@ -357,5 +374,6 @@ export function explainResult(result: ScenarioResult, opts: { headline?: string 
     }
   }
   if (result.outcome === 'skipped' || result.outcome === 'error') lines.push(`  ${result.message}`);
+  if (result.artifacts) lines.push(`  captures (pcap) and state kept in ${result.artifacts}`);
   return lines.join('\n');
 }

@@ -6,6 +6,8 @@ import { afterAll, describe, expect, test } from 'vitest';
 
 const stateDir = mkdtempSync(join(tmpdir(), 'netns-lab-state-'));
 process.env.NETNS_LAB_STATE_DIR = stateDir;
+// toy runs that fail on purpose keep no artifacts
+process.env.NETNS_LAB_ARTIFACTS = '';
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
 const { counts, defineScenario, explainResult, outcomeLabel, runConfirmed, runScenario, verdict } = await import('../../lib/scenario.ts');
