@@ -196,8 +196,8 @@ ip netns exec $L-host iptables-legacy-save -c
 # ... not as the SYN enters br-mellanox, where the author expected it: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
 
 phase "rp-filter: evidence"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 'tcp port 5000' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
-ready h3 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-1.pcap --print -i eth0 'tcp port 5000' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
+ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
@@ -214,8 +214,8 @@ ip netns exec $L-host iptables-legacy-save -c
 # the DNATed SYN now reaches FORWARD: FORWARD [syn-to-app] +n
 
 phase "docker-isolation: evidence"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 'tcp port 5000' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
-ready h5 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-2.pcap --print -i eth0 'tcp port 5000' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
+ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on br-lan137: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
@@ -227,8 +227,8 @@ phase "docker-isolation: fix"
 ip netns exec $L-host iptables-legacy -w -I DOCKER-USER 1 -i br-lan137 -o br-da66fb6805df -j ACCEPT
 
 phase "docker-isolation: proof"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 'tcp port 5000' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on eth0
-ready h6 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-3.pcap --print -i eth0 'tcp port 5000' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on eth0
+ready h6 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # the SYN reaches the app, from ha's own address: 00:00:00.000000 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
@@ -237,19 +237,19 @@ ip netns exec $L-host iptables-legacy-save -c
 stop h6
 
 phase "conntrack: evidence"
-ip netns exec $L-ha tcpdump -l -n --immediate-mode -i eth0 'tcp and host 192.168.137.250' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eth0
-ready h8 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-ip netns exec $L-app tcpdump -l -n --immediate-mode -i eth0 'tcp port 5000' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on eth0
-ready h9 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-ha tcpdump -l -n --immediate-mode -U -w $W/ha-eth0-1.pcap --print -i eth0 'tcp and host 192.168.137.250' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eth0
+ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-4.pcap --print -i eth0 'tcp port 5000' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on eth0
+ready h9 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # conntrack event stream
 ready h10 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
 expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.15972 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=15972 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.15972: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.9578 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=9578 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.9578: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 stop h8

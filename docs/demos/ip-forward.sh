@@ -124,10 +124,10 @@ ip -n $L-container route add default via 192.168.122.1
 ip netns exec $L-host iptables-nft -w -t nat -A POSTROUTING -s 192.168.122.0/24 '!' -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE
 
 phase "evidence"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i veth-c '(tcp and dst host 198.51.100.1) or icmp' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # capture on veth-c
-ready h2 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i eth0 'tcp or icmp' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
-ready h3 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-veth-c-1.pcap --print -i veth-c '(tcp and dst host 198.51.100.1) or icmp' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # capture on veth-c
+ready h2 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-1.pcap --print -i eth0 'tcp or icmp' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
+ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: n packet(s)
 # the host counts the SYN in Ip InAddrErrors: InAddrErrors +n

@@ -249,8 +249,8 @@ route add 224.0.0.0/3 via 198.18.0.2 dev Meta table 2022
 NETNS_LAB_EOF
 
 phase "exclude-interface: evidence"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta 'tcp port 8443' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on Meta
-ready h5 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-1.pcap --print -i Meta 'tcp port 8443' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on Meta
+ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
 # the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 00:00:00.000000 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
@@ -265,10 +265,10 @@ ip -n $L-host rule add iif cni0 goto 9010 pref 9000
 phase "exclude-interface: proof"
 expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token3-$$ from 1.1.1.1"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta 'tcp port 443' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on Meta
-ready h6 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 'tcp port 443' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
-ready h7 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-2.pcap --print -i Meta 'tcp port 443' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on Meta
+ready h6 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'tcp port 443' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
+ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
 # the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
 # ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
@@ -279,8 +279,8 @@ phase "mark-replies: break"
 ip -n $L-host rule del iif cni0 goto 9010 pref 9000
 
 phase "mark-replies: evidence"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta 'tcp port 8443' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on Meta
-ready h9 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-3.pcap --print -i Meta 'tcp port 8443' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on Meta
+ready h9 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
 # the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 00:00:00.000000 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
@@ -304,10 +304,10 @@ expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token5-$$ from 1.1.1.1"
 ip netns exec $L-host nft list ruleset
 # the pod's replies got the mark back from conntrack: restore-mark counter n packet(s)
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i Meta 'tcp port 443' >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # capture on Meta
-ready h10 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
-ip netns exec $L-host tcpdump -l -n --immediate-mode -i eno2 'tcp port 443' >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eno2
-ready h11 'grep -Eq '"'"'^listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-4.pcap --print -i Meta 'tcp port 443' >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # capture on Meta
+ready h10 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-2.pcap --print -i eno2 'tcp port 443' >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eno2
+ready h11 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # tcp probe to 1.1.1.1:443
 # a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 00:00:00.000000 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
 # ... and not eno2: Meta: 00:00:00.000000 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
