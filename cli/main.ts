@@ -10,7 +10,7 @@ import { isPath, scenariosAt } from '../lib/discover.ts';
 import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
 import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, STATE_DIR } from '../lib/registry.ts';
-import { compareReports, environment, type Report, resultData } from '../lib/report.ts';
+import { compareReports, environment, junitXml, type Report, resultData } from '../lib/report.ts';
 import {
   FEATURES,
   type Feature,
@@ -115,8 +115,18 @@ function progress(e: ProgressEvent): void {
 let humanOut: NodeJS.WriteStream = process.stdout;
 const say = (text: string) => humanOut.write(text);
 
-function printJson(report: Report): void {
-  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+/** --junit FILE: the report as JUnit XML as well (set by the command's options). */
+let junitFile: string | undefined;
+
+/** The run's results as data: JSON on stdout (`--json`), JUnit XML to a file (`--junit`). */
+function writeReport(report: Omit<Report, 'environment'>, json: boolean): void {
+  if (!json && !junitFile) return;
+  const full: Report = { ...report, environment: environment() };
+  if (json) process.stdout.write(`${JSON.stringify(full, null, 2)}\n`);
+  if (junitFile) {
+    mkdirSync(dirname(resolve(junitFile)), { recursive: true });
+    writeFileSync(junitFile, junitXml(full));
+  }
 }
 
 function printResult(result: ScenarioResult): void {
@@ -183,14 +193,14 @@ async function cmdRun(selected: Scenario[], keep: boolean, json: boolean): Promi
           .map((h) => `  ip netns exec ${NS_PREFIX}${result.labId}-${h} bash`)
           .join('\n')}\nRemove it with: pnpm netns-lab clean ${result.labId}\n`,
       );
-      if (json) printJson({ command: 'run', environment: environment(), results: results.map(resultData) });
+      writeReport({ command: 'run', results: results.map(resultData) }, json);
       return 0;
     }
   }
   if (results.length > 1) {
     say(`\n${table([['scenario', 'outcome', 'ms'], ...results.map((r) => [r.scenario, outcomeLabel(r), String(Math.round(r.ms))])])}\n`);
   }
-  if (json) printJson({ command: 'run', environment: environment(), results: results.map(resultData) });
+  writeReport({ command: 'run', results: results.map(resultData) }, json);
   return results.every(counts) ? 0 : 1;
 }
 
@@ -242,11 +252,10 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
   );
   for (const r of results.filter((r) => !r.v.ok || r.v.flaky))
     say(`${r.v.ok ? 'FLAKY' : 'FAIL'} ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
-  if (json) {
-    const modes: Mode[] = ['as-written', 'without-fix', 'fix-first'];
-    printJson({
+  const modes: Mode[] = ['as-written', 'without-fix', 'fix-first'];
+  writeReport(
+    {
       command: 'verify',
-      environment: environment(),
       results: results.map((r) => resultData(r.result)),
       grid: rows.flatMap((r) =>
         modes.flatMap((mode) => {
@@ -254,8 +263,9 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
           return c ? [{ scenario: r.scenario, stage: r.stage, mode, ok: c.ok, message: c.message }] : [];
         }),
       ),
-    });
-  }
+    },
+    json,
+  );
   return results.every((r) => r.v.ok) ? 0 : 1;
 }
 
@@ -444,12 +454,14 @@ const SELECT_HELP = `  <scenario>       a scenario of this package, by name (net
   --all            every scenario of this package
   --grep RE        only those whose name matches
   --json           print the results as JSON on stdout (with the kernel and tool versions)
+  --junit FILE     write them as JUnit XML too: a testcase per run, its claims and the versions as properties
   --artifacts DIR  where a run that does not give its verdict leaves its captures (pcap) and state
                    (default: reports/artifacts)`;
 
 /** --artifacts: read by the runner (RunOptions.artifacts' default). */
 const useArtifacts = (v: Values) => {
   if (typeof v.artifacts === 'string') process.env.NETNS_LAB_ARTIFACTS = v.artifacts;
+  if (typeof v.junit === 'string') junitFile = v.junit;
 };
 
 const COMMANDS: Record<string, Command> = {
@@ -458,7 +470,7 @@ const COMMANDS: Record<string, Command> = {
     args: '<scenario|path...|--all> [--grep RE] [--keep] [--json]',
     summary: 'run scenarios as written (break, evidence, fix, proof)',
     details: `${SELECT_HELP}\n  --keep           stop after the first evidence and leave the lab up to explore (\`clean <run>\` removes it)`,
-    options: { ...SELECT, keep: { type: 'boolean' }, json: { type: 'boolean' }, artifacts: { type: 'string' } },
+    options: { ...SELECT, keep: { type: 'boolean' }, json: { type: 'boolean' }, junit: { type: 'string' }, artifacts: { type: 'string' } },
     run: async (v, names) => {
       useArtifacts(v);
       return cmdRun(await selectScenarios(names, v), v.keep === true, v.json === true);
@@ -469,7 +481,7 @@ const COMMANDS: Record<string, Command> = {
     summary:
       'run each scenario three ways: as written (must pass), without the fix (proof must fail),\nfix applied before the break (evidence must fail)',
     details: SELECT_HELP,
-    options: { ...SELECT, json: { type: 'boolean' }, artifacts: { type: 'string' } },
+    options: { ...SELECT, json: { type: 'boolean' }, junit: { type: 'string' }, artifacts: { type: 'string' } },
     run: async (v, names) => {
       useArtifacts(v);
       return cmdVerify(await selectScenarios(names, v), v.json === true);

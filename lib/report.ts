@@ -125,3 +125,53 @@ export function compareReports(a: Report, b: Report): { environment: string[]; v
   }
   return { environment, verdicts, coverage };
 }
+
+const xml = (text: string) =>
+  text
+    .replaceAll('&', '&amp;')
+    .replaceAll('<', '&lt;')
+    .replaceAll('>', '&gt;')
+    .replaceAll('"', '&quot;')
+    // characters XML 1.0 cannot carry (terminal escapes in a helper's output)
+    .replace(/[^\t\n\r\x20-\uD7FF\uE000-\uFFFD]/gu, '');
+
+/**
+ * The report as JUnit XML: one testcase per run (verify: per scenario, stage and mode), its claims and
+ * the environment's versions as properties, a failure when the run did not give the verdict it must.
+ */
+export function junitXml(report: Report): string {
+  const env = report.environment;
+  const versions = [
+    ['kernel', env.kernel],
+    ['node', env.node],
+    ['netns-lab', env.netnsLab],
+    ...Object.entries(env.tools).map(([tool, version]) => [tool, version]),
+  ];
+  const cases = report.results.map((r) => {
+    const name = `${r.scenario} ${r.mode}${r.target ? ` ${r.target}` : ''}`;
+    const cells = report.grid?.filter((c) => c.scenario === r.scenario && c.mode === r.mode && (r.target ? c.stage === r.target : true));
+    const failed = report.command === 'verify' ? cells?.some((c) => !c.ok) : r.outcome !== 'pass';
+    const claims = r.stages.flatMap((st) =>
+      st.claims.map((c) => [`${c.held ? 'held' : 'failed'}: ${st.stage} ${c.phase}`, `${c.claim}: ${c.seen}`]),
+    );
+    const properties = [...versions.map(([k, v]) => [`version ${k}`, v]), ['verdict', r.verdict], ...claims]
+      .map(([k, v]) => `      <property name="${xml(k!)}" value="${xml(v!)}"/>`)
+      .join('\n');
+    const failure = failed
+      ? `\n    <failure message="${xml(cells?.find((c) => !c.ok)?.message ?? r.message)}">${xml(r.message)}</failure>`
+      : '';
+    return `  <testcase classname="netns-lab ${report.command}" name="${xml(name)}" time="${(r.ms / 1000).toFixed(3)}">
+    <properties>
+${properties}
+    </properties>${failure}
+  </testcase>`;
+  });
+  const failures = cases.filter((c) => c.includes('<failure')).length;
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="netns-lab ${report.command}" tests="${cases.length}" failures="${failures}">
+<testsuite name="netns-lab ${report.command}" tests="${cases.length}" failures="${failures}">
+${cases.join('\n')}
+</testsuite>
+</testsuites>
+`;
+}

@@ -47,7 +47,9 @@ describe('GitHub workflow', () => {
     expect(ci.match(/pnpm netns-lab verify --all/g)?.length).toBeGreaterThanOrEqual(2);
     expect(ci).toContain('run: pnpm test:container');
     const jobs = ci.split(/^jobs:$/m)[1]!.match(/^ {2}[\w-]+:$/gm)?.length;
-    expect(ci.match(/path: reports\/junit\.xml/g)?.length).toBe(jobs); // one JUnit upload per job
+    expect(ci.match(/reports\/junit\.xml$/gm)?.length).toBe(jobs); // one JUnit upload per job
+    // verify's results too, wherever verify runs
+    expect(ci.match(/verify --all --junit reports\/verify-junit\.xml/g)?.length).toBe(ci.match(/^\s+reports\/verify-junit\.xml$/gm)?.length);
   });
 
   test('actions at their current majors, which run on Node 24', () => {
