@@ -49,7 +49,9 @@ describe('GitHub workflow', () => {
     const jobs = ci.split(/^jobs:$/m)[1]!.match(/^ {2}[\w-]+:$/gm)?.length;
     expect(ci.match(/reports\/junit\.xml$/gm)?.length).toBe(jobs); // one JUnit upload per job
     // verify's results too, wherever verify runs
-    expect(ci.match(/verify --all --junit reports\/verify-junit\.xml/g)?.length).toBe(ci.match(/^\s+reports\/verify-junit\.xml$/gm)?.length);
+    expect(ci.match(/verify --all --junit reports\/verify-junit\.xml/g)?.length).toBe(
+      ci.match(/^\s+reports\/verify-junit\.xml$/gm)?.length,
+    );
   });
 
   test('actions at their current majors, which run on Node 24', () => {
