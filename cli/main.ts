@@ -368,9 +368,10 @@ function cmdLabs(): number {
   return 0;
 }
 
-function cmdClean(ids: string[], kept: boolean, dryRun: boolean): number {
+function cmdClean(ids: string[], kept: boolean, dryRun: boolean, force: boolean): number {
   if (!isRoot()) fail('must run as root to remove network namespaces');
-  const opts: CleanOptions = { kept, ids: ids.length ? ids : undefined };
+  if (force && !ids.length) throw new UsageError('clean --force takes the runs to remove: netns-lab clean <run>... --force');
+  const opts: CleanOptions = { kept, ids: ids.length ? ids : undefined, force };
   if (ids.length) {
     const known = new Set(readRecords().map((r) => r.id));
     const unknown = ids.filter((id) => !known.has(id));
@@ -514,12 +515,12 @@ const COMMANDS: Record<string, Command> = {
     run: () => cmdLabs(),
   },
   clean: {
-    args: '[<run>...] [--kept] [--dry-run]',
+    args: '[<run>...] [--kept] [--dry-run] [--force]',
     summary: 'remove what dead runs left (namespaces, processes, files); kept labs stay unless asked for',
     details:
-      '  <run>...    only these runs (ids from `netns-lab labs`), kept ones included\n  --kept      kept labs too\n  --dry-run   say what would be removed, remove nothing',
-    options: { kept: { type: 'boolean' }, 'dry-run': { type: 'boolean' } },
-    run: (v, ids) => cmdClean(ids, v.kept === true, v['dry-run'] === true),
+      '  <run>...    only these runs (ids from `netns-lab labs`), kept ones included\n  --kept      kept labs too\n  --dry-run   say what would be removed, remove nothing\n  --force     with <run>...: also a run whose owner is in another PID namespace (a container), which cannot be judged from here',
+    options: { kept: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, force: { type: 'boolean' } },
+    run: (v, ids) => cmdClean(ids, v.kept === true, v['dry-run'] === true, v.force === true),
   },
   doctor: { args: '', summary: 'check root, tools and their versions, kernel features', run: () => cmdDoctor() },
   untouched: {

@@ -271,6 +271,8 @@ export interface CleanOptions {
   kept?: boolean;
   /** Only these runs (`clean <id>...`), kept or not; never a live one. */
   ids?: string[];
+  /** Named runs whose owner is in another PID namespace too (`clean <id> --force`): the caller vouches that it is gone. */
+  force?: boolean;
 }
 
 /** Decides run by run: only a record proves what is ours, and only a dead owner's run is removed. */
@@ -280,16 +282,17 @@ export function cleanPlan(opts: CleanOptions = {}): { plans: CleanPlan[]; refuse
     const owner = ownerState(record);
     const named = opts.ids?.includes(record.id);
     if (owner === 'alive') return { record, owner, remove: false, why: `live: pid ${record.owner.pid} is running it` };
-    if (owner === 'elsewhere')
+    if (owner === 'elsewhere' && !(named && opts.force))
       return {
         record,
         owner,
         remove: false,
-        why: `its owner is in another PID namespace (${record.pidns}): cannot tell whether it is alive`,
+        why: `its owner is in another PID namespace (${record.pidns}): cannot tell whether it is alive (clean it from there, or \`clean ${record.id} --force\`)`,
       };
     if (opts.ids && !named) return { record, owner, remove: false, why: 'not named' };
     if (record.kept && !opts.kept && !named)
       return { record, owner, remove: false, why: `kept: remove it with \`clean ${record.id}\` or \`clean --kept\`` };
+    if (owner === 'elsewhere') return { record, owner, remove: true, why: 'in another PID namespace, and forced' };
     return { record, owner, remove: true, why: record.kept ? 'kept, and asked for' : `dead: pid ${record.owner.pid} is gone` };
   });
   const claimed = new Set(records.flatMap((r) => r.namespaces));
@@ -312,7 +315,9 @@ export interface Reaped {
 
 /** Removes one dead run: its processes (by pid and start time), its namespaces, its record and files. */
 function reap(record: RunRecord, reaped: Reaped): void {
-  for (const proc of record.processes) {
+  // pids from another PID namespace name other processes here: only what runs in its namespaces is ended
+  const ownPids = ownerState(record) !== 'elsewhere';
+  for (const proc of ownPids ? record.processes : []) {
     if (isAlive(proc)) {
       killSync(proc, deadline('namespaceKillGrace'));
       reaped.processes.push(proc.pid);

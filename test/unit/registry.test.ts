@@ -72,5 +72,8 @@ describe('what clean takes', () => {
     expect(decide({ kept: true })).toEqual({ aaaaaa: true, bbbbbb: false, cccccc: true, dddddd: false });
     expect(decide({ ids: ['cccccc'] })).toEqual({ aaaaaa: false, bbbbbb: false, cccccc: true, dddddd: false });
     expect(cleanPlan().plans.find((p) => p.record.id === 'dddddd')?.why).toMatch(/another PID namespace/);
+    // named and forced: the caller vouches that the container is gone
+    expect(decide({ ids: ['dddddd'], force: true })).toEqual({ aaaaaa: false, bbbbbb: false, cccccc: false, dddddd: true });
+    expect(decide({ ids: ['bbbbbb'], force: true })).toEqual({ aaaaaa: false, bbbbbb: false, cccccc: false, dddddd: false });
   });
 });
