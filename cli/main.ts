@@ -7,7 +7,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { demoVersions, renderMarkdown, renderShell } from '../lib/demo.ts';
 import { isPath, scenariosAt } from '../lib/discover.ts';
-import { hostSnapshot, snapshotDiff } from '../lib/host.ts';
+import { machineSnapshot, snapshotDiff } from '../lib/machine.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
 import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, STATE_DIR } from '../lib/registry.ts';
 import { compareReports, environment, junitXml, type Report, resultData } from '../lib/report.ts';
@@ -18,6 +18,7 @@ import {
   isRoot,
   isStrict,
   missingRequirements,
+  notRoot,
   TOOLS,
   type Tool,
   toolVersion,
@@ -76,7 +77,8 @@ async function selectScenarios(args: string[], values: Values): Promise<Scenario
 
 /** Not root, or a tool every scenario needs is missing: one clear line, non-zero exit. */
 function preflight(selected: Scenario[]): void {
-  if (!isRoot()) fail('must run as root: network namespaces need CAP_NET_ADMIN (try sudo, or a privileged container)');
+  const root = notRoot();
+  if (root) fail(root);
   const base = missingRequirements(['ip', 'sysctl']);
   if (base.length) fail(`missing ${base.map((m) => `${m.what} (${m.install})`).join('; ')}`);
   if (isStrict()) {
@@ -369,7 +371,8 @@ function cmdLabs(): number {
 }
 
 function cmdClean(ids: string[], kept: boolean, dryRun: boolean, force: boolean): number {
-  if (!isRoot()) fail('must run as root to remove network namespaces');
+  const root = notRoot('removing network namespaces needs CAP_SYS_ADMIN');
+  if (root) fail(root);
   if (force && !ids.length) throw new UsageError('clean --force takes the runs to remove: netns-lab clean <run>... --force');
   const opts: CleanOptions = { kept, ids: ids.length ? ids : undefined, force };
   if (ids.length) {
@@ -396,11 +399,12 @@ function cmdClean(ids: string[], kept: boolean, dryRun: boolean, force: boolean)
 function cmdUntouched(command: string[]): number {
   if (command.length === 0) throw new UsageError('untouched needs a command: netns-lab untouched -- pnpm test:scenarios');
   // as another user nft and iptables-save fail alike before and after, and the check would prove nothing
-  if (!isRoot()) fail("must run as root: reading the machine's rulesets needs CAP_NET_ADMIN");
-  const before = hostSnapshot();
+  const root = notRoot("reading the machine's rulesets needs CAP_NET_ADMIN");
+  if (root) fail(root);
+  const before = machineSnapshot();
   const run = spawnSync(command[0]!, command.slice(1), { stdio: 'inherit' });
   if (run.error) fail(`cannot run ${command[0]}: ${run.error.message}`, 127);
-  const diff = snapshotDiff(before, hostSnapshot());
+  const diff = snapshotDiff(before, machineSnapshot());
   if (diff) {
     process.stderr.write(`netns-lab: the machine's root network namespace changed during \`${command.join(' ')}\`:\n${diff}\n`);
     return 1;
@@ -414,7 +418,7 @@ function cmdUntouched(command: string[]): number {
 function cmdDoctor(): number {
   const ok = (good: boolean) => (good ? paint(32, 'ok     ', process.stdout) : paint(31, 'missing', process.stdout));
   process.stdout.write(`kernel ${release()}, node ${process.version}\n`);
-  process.stdout.write(`${ok(isRoot())} root${isRoot() ? '' : ' (run as root: network namespaces need CAP_NET_ADMIN)'}\n`);
+  process.stdout.write(`${ok(isRoot())} root${isRoot() ? '' : ` (${notRoot()})`}\n`);
   for (const tool of Object.keys(TOOLS) as Tool[]) {
     const present = hasTool(tool);
     process.stdout.write(`${ok(present)} ${tool.padEnd(16)} ${present ? toolVersion(tool) : `apt-get install -y ${TOOLS[tool]}`}\n`);

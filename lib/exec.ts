@@ -92,7 +92,7 @@ export function failureReason(result: {
   return result.originalMessage || result.shortMessage || 'no exit code';
 }
 
-export interface RunOptions {
+export interface CommandOptions {
   input?: string;
   /** Return the result instead of throwing on a non-zero exit. */
   check?: boolean;
@@ -152,7 +152,7 @@ export async function run(
   transcript: Transcript,
   host: { name: string; ns: string } | undefined,
   argv: readonly string[],
-  opts: RunOptions = {},
+  opts: CommandOptions = {},
 ): Promise<RunResult> {
   const full = inNetns(host?.ns, argv);
   const line = shellLine(full);

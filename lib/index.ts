@@ -25,8 +25,8 @@ export { Lab } from './lab.ts';
 export {
   describe as describeProbe,
   http,
-  type Outcome as ProbeOutcome,
   type ProbeOptions,
+  type ProbeOutcome,
   type ProbeResult,
   type ServerKind,
   serve,

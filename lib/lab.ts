@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Background } from './background.ts';
-import { type Phase, type RunOptions, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
+import { type CommandOptions, type Phase, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
 import { sleepSync } from './procs.ts';
 import {
   deleteNamespaceSync,
@@ -205,7 +205,7 @@ export class Lab implements AsyncDisposable {
     return Object.fromEntries(names.map((n, i) => [n, made[i]])) as Record<N, Host>;
   }
 
-  run(host: Host | undefined, argv: readonly string[], opts?: RunOptions): Promise<RunResult> {
+  run(host: Host | undefined, argv: readonly string[], opts?: CommandOptions): Promise<RunResult> {
     if (this.torndown) return Promise.reject(new TornDown());
     return run(this.transcript, host, argv, opts);
   }

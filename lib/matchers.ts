@@ -1,6 +1,6 @@
 // vitest matchers in the lab's vocabulary: expect(result).toPass(), expect(probe).toConnect().
 import { expect } from 'vitest';
-import { describe as describeProbe, type Outcome, type ProbeResult } from './probe.ts';
+import { describe as describeProbe, type ProbeOutcome, type ProbeResult } from './probe.ts';
 import { explainResult, type ScenarioResult } from './scenario.ts';
 
 expect.extend({
@@ -13,7 +13,7 @@ expect.extend({
       message: () => `expected the token to come back end to end: ${describeProbe(received)}`,
     };
   },
-  toHaveOutcome(received: ProbeResult, outcome: Outcome) {
+  toHaveOutcome(received: ProbeResult, outcome: ProbeOutcome) {
     return {
       pass: received.outcome === outcome,
       message: () => `expected ${outcome}: ${describeProbe(received)}`,
@@ -24,7 +24,7 @@ expect.extend({
 interface LabMatchers<R = unknown> {
   toPass(): R;
   toConnect(): R;
-  toHaveOutcome(outcome: Outcome): R;
+  toHaveOutcome(outcome: ProbeOutcome): R;
 }
 
 declare module 'vitest' {

@@ -5,13 +5,13 @@ import type { Background } from './background.ts';
 import { deadline } from './time.ts';
 import type { Host } from './topology.ts';
 
-export type Outcome = 'connected' | 'refused' | 'reset' | 'timeout' | 'unreachable';
+export type ProbeOutcome = 'connected' | 'refused' | 'reset' | 'timeout' | 'unreachable';
 
 export interface ProbeResult {
   kind: 'tcp' | 'udp' | 'http';
   from: string;
   to: string;
-  outcome: Outcome;
+  outcome: ProbeOutcome;
   /** What came back (the echoed token, the server's identity line, the HTTP body). */
   payload: string;
   token: string;
@@ -22,7 +22,7 @@ export interface ProbeResult {
 }
 
 /** Classifies socat/curl diagnostics into an outcome. */
-export function classify(stderr: string, answered: boolean, connected: boolean): Outcome {
+export function classify(stderr: string, answered: boolean, connected: boolean): ProbeOutcome {
   if (/reset by peer|Connection reset/i.test(stderr)) return 'reset';
   if (answered) return 'connected';
   if (/refused|Could not connect/i.test(stderr)) return 'refused';

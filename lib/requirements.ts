@@ -3,21 +3,13 @@ import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { join } from 'node:path';
+import TOOL_PACKAGES from './tools.json' with { type: 'json' };
 
-/** Tools the scenarios use, with the Debian/Ubuntu package that provides each. */
-export const TOOLS = {
-  ip: 'iproute2',
-  nft: 'nftables',
-  'iptables-nft': 'iptables',
-  'iptables-legacy': 'iptables',
-  tcpdump: 'tcpdump',
-  conntrack: 'conntrack',
-  socat: 'socat',
-  curl: 'curl',
-  stdbuf: 'coreutils',
-  sysctl: 'procps',
-  v2ray: 'v2ray',
-} as const;
+/**
+ * Tools the scenarios use, with the Debian/Ubuntu package that provides each: one file, which
+ * scripts/setup.mjs reads too (it runs before anything is installed or built).
+ */
+export const TOOLS: Readonly<typeof TOOL_PACKAGES> = TOOL_PACKAGES;
 
 export type Tool = keyof typeof TOOLS;
 
@@ -128,6 +120,11 @@ export function missingRequirements(tools: readonly ToolRequirement[], features:
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
+}
+
+/** The one line for a command run as another user: undefined as root. `why` says what needs root. */
+export function notRoot(why = 'network namespaces need CAP_NET_ADMIN'): string | undefined {
+  return isRoot() ? undefined : `must run as root: ${why} (try sudo, or a privileged container)`;
 }
 
 export function isStrict(): boolean {

@@ -1,6 +1,6 @@
 // Arguments of the package's scripts (bench, soak, interrupts): one usage, one-line errors, exit 2.
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { isRoot } from './requirements.ts';
+import { notRoot } from './requirements.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -29,8 +29,9 @@ export function scriptArgs(script: Script): Record<string, string | boolean | un
     process.stdout.write(`${script.usage}\n`);
     process.exit(0);
   }
-  if (script.root && !isRoot()) {
-    process.stderr.write(`${script.name}: must run as root (network namespaces need CAP_NET_ADMIN)\n`);
+  const root = script.root ? notRoot() : undefined;
+  if (root) {
+    process.stderr.write(`${script.name}: ${root}\n`);
     process.exit(1);
   }
   return values;

@@ -1,7 +1,7 @@
 // Hosts (network namespaces) and what connects them: veth pairs, bridges, the dummy tun, sysctls.
 // Interfaces are created inside lab namespaces only, so they keep the names the write-ups use.
 import type { Background } from './background.ts';
-import type { RunOptions, RunResult } from './exec.ts';
+import type { CommandOptions, RunResult } from './exec.ts';
 import type { Lab, SpawnOptions } from './lab.ts';
 import { deadline } from './time.ts';
 import { waitFor } from './wait.ts';
@@ -19,7 +19,7 @@ export class Host {
   ) {}
 
   /** Runs a command inside this host's namespace. */
-  exec(command: string | readonly string[], opts?: RunOptions): Promise<RunResult> {
+  exec(command: string | readonly string[], opts?: CommandOptions): Promise<RunResult> {
     return this.lab.run(this, typeof command === 'string' ? words(command) : command, opts);
   }
 

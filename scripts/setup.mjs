@@ -9,19 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 $.verbose = false;
 cd(new URL('..', import.meta.url).pathname);
 
-// tool on PATH -> Debian package
-const PACKAGES = {
-  ip: 'iproute2',
-  nft: 'nftables',
-  'iptables-legacy': 'iptables',
-  tcpdump: 'tcpdump',
-  conntrack: 'conntrack',
-  socat: 'socat',
-  curl: 'curl',
-  sysctl: 'procps',
-  stdbuf: 'coreutils',
-  v2ray: 'v2ray',
-};
+// tool on PATH -> Debian package: the project's own table (lib/requirements.ts reads it too)
+const PACKAGES = JSON.parse(readFileSync(new URL('../lib/tools.json', import.meta.url), 'utf8'));
 
 const nodeMajor = Number(process.versions.node.split('.')[0]);
 if (nodeMajor < 20) {

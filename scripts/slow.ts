@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { leftovers } from '../lib/registry.ts';
-import { isRoot } from '../lib/requirements.ts';
+import { notRoot } from '../lib/requirements.ts';
 
 const USAGE = `usage: pnpm test:slow [-n ROUNDS] [--quota PERCENT]
 
@@ -48,7 +48,8 @@ const rounds = Number(values.n);
 const percent = Number(values.quota);
 if (!Number.isInteger(rounds) || rounds < 1) fail(`-n must be a positive integer, not '${values.n}'`, 2);
 if (!(percent > 0 && percent <= 100)) fail(`--quota must be a percentage in (0, 100], not '${values.quota}'`, 2);
-if (!isRoot()) fail('must run as root (network namespaces need CAP_NET_ADMIN; the cgroup needs root too)');
+const root = notRoot('network namespaces need CAP_NET_ADMIN, the CPU-quota cgroup needs root too');
+if (root) fail(root);
 
 // ---------------------------------------------------------------- the cgroup
 

@@ -44,7 +44,7 @@ function iptablesSave(command: string): string {
  * iptables backends and nft, forwarding/bridge/rp sysctls, and lab namespaces or processes left behind.
  * Counters and link statistics are left out: they move with any traffic on the machine.
  */
-export function hostSnapshot(): string {
+export function machineSnapshot(): string {
   const sections: [string, string][] = [
     ['ip link', output(['ip', '-j', 'link'])],
     ['ip addr', output(['ip', '-j', 'addr'])],
