@@ -318,6 +318,10 @@ export class Lab implements AsyncDisposable {
     // children a helper forked (socat's per-connection processes) also hold the namespace
     for (const ns of namespaces) for (const pid of namespacePids(ns)) killSync(processRef(pid), deadline('namespaceKillGrace'));
     await Promise.all(namespaces.map((ns) => this.run(undefined, ['ip', 'netns', 'del', ns], { check: false })));
+    // an `ip netns del` can fail (killed by the same Ctrl-C that is ending this run, busy for a moment):
+    // what is still there is deleted again before the record that names it goes
+    const still = new Set(listNamespaces());
+    for (const ns of this.record.namespaces.filter((n) => still.has(n))) deleteNamespaceSync(ns);
     this.finish();
   }
 
@@ -335,7 +339,12 @@ export class Lab implements AsyncDisposable {
     this.torndown = true;
     this.processes.clear();
     liveLabs.delete(this);
-    removeRecord(this.id);
+    // a namespace that would not go keeps its record: once this process is gone, the reaper takes it
+    const present = new Set(listNamespaces());
+    const left = this.record.namespaces.filter((ns) => present.has(ns));
+    if (left.length)
+      process.stderr.write(`netns-lab: could not delete ${left.join(', ')}: \`netns-lab clean\` removes them once this run is over\n`);
+    else removeRecord(this.id);
   }
 
   /**

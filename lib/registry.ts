@@ -234,9 +234,15 @@ export function namespacePids(ns: string): number[] {
 /** Kills what still runs inside the namespace, then removes it. */
 export function deleteNamespaceSync(ns: string): void {
   for (const pid of namespacePids(ns)) killSync(processRef(pid), deadline('namespaceKillGrace'));
-  try {
-    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  } catch {}
+  // `ip netns del` can find the name busy for a moment (another mount namespace still holds its bind mount)
+  const until = Date.now() + deadline('stopGrace');
+  do {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    } catch {}
+    if (!listNamespaces().includes(ns)) return;
+    sleepSync(10);
+  } while (Date.now() < until);
 }
 
 /** Lab namespaces no live or kept run claims, and processes of dead runs still running: what a run left behind. */
@@ -329,6 +335,9 @@ function reap(record: RunRecord, reaped: Reaped): void {
     deleteNamespaceSync(ns);
     reaped.namespaces.push(ns);
   }
+  // a namespace that would not go keeps the record that proves it is ours, for the next clean
+  const still = new Set(listNamespaces());
+  if (record.namespaces.some((ns) => still.has(ns))) return;
   removeRecord(record.id);
   reaped.runs.push(record.id);
 }
