@@ -3,12 +3,18 @@
 // A run that does not pass is rerun once in a fresh lab (RERUN_POLICY): a flaky pass fails strict mode.
 import { describe, expect, test } from 'vitest';
 import { describeInFlight } from '../../lib/exec.ts';
+import { environment } from '../../lib/report.ts';
 import { isStrict } from '../../lib/requirements.ts';
 import { explainResult, RERUN_POLICY, runConfirmed } from '../../lib/scenario.ts';
 import { describeTimeBase } from '../../lib/time.ts';
 import { scenarios } from '../../scenarios/index.ts';
 
 const only = process.env.NETNS_LAB_SCENARIOS?.split(',').filter(Boolean);
+/** What the verdicts were obtained on: in every testcase of the JUnit report. */
+const versions = (() => {
+  const env = environment();
+  return [`kernel ${env.kernel}`, `node ${env.node}`, ...Object.entries(env.tools).map(([tool, v]) => `${tool}: ${v}`)].join('\n');
+})();
 
 describe.concurrent(`scenarios (${describeTimeBase()}; rerun policy: ${RERUN_POLICY})`, () => {
   for (const scenario of scenarios.filter((s) => !only || only.includes(s.name))) {
@@ -18,6 +24,13 @@ describe.concurrent(`scenarios (${describeTimeBase()}; rerun policy: ${RERUN_POL
       const result = await runConfirmed(scenario);
       // both runs' evidence, in the report (JUnit, the terminal) whatever the verdict
       if (result.rerun) await ctx.annotate(explainResult(result), result.rerun.verdict === 'flaky' ? 'flaky' : 'confirmed');
+      // every claim with what was seen, and the versions: the JUnit report carries the evidence, not only the verdict
+      await ctx.annotate(versions, 'versions');
+      for (const stage of result.stages) {
+        for (const f of stage.findings) await ctx.annotate(`${stage.stage} ${f.phase}: ${f.claim}: ${f.seen}`, 'claim held');
+        if (stage.failure)
+          await ctx.annotate(`${stage.stage} ${stage.failure.phase}: ${stage.failure.claim}: saw ${stage.failure.seen}`, 'claim failed');
+      }
       if (result.outcome === 'skipped' && !isStrict()) ctx.skip(result.message);
       if (result.outcome === 'flaky' && !isStrict()) return;
       expect(result).toPass();
