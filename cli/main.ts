@@ -38,6 +38,7 @@ import {
   verifyTargets,
 } from '../lib/scenario.ts';
 import { describeTimeBase } from '../lib/time.ts';
+import { type ClaimRow, claimGrid, gridSummary } from '../lib/verify.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';
 import { skeleton } from './new.ts';
 
@@ -222,7 +223,8 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
   process.stderr.write(`verify: ${jobs.length} runs over ${selected.length} scenario(s)\n`);
   printPolicy();
   const results = await pool(jobs, 3, async (job) => {
-    const result = await runConfirmed(job.scenario, { mode: job.mode, target: job.target, onRerun: announceRerun });
+    // soft: every claim of a phase is evaluated, for the grid of claims below
+    const result = await runConfirmed(job.scenario, { mode: job.mode, target: job.target, soft: true, onRerun: announceRerun });
     const v = result.outcome === 'skipped' ? { ok: !isStrict(), message: result.message } : verdict(result);
     const flaky = result.outcome === 'flaky';
     const mark = !v.ok ? paint(31, 'FAIL') : flaky ? paint(33, 'FLAKY') : paint(32, 'ok  ');
@@ -252,8 +254,36 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
       ...rows.map((r) => [r.scenario, r.stage, cell(r.cells['as-written']), cell(r.cells['without-fix']), cell(r.cells['fix-first'])]),
     ])}\n`,
   );
+  // each claim against the run that must falsify it
+  const claims = selected.flatMap((s) =>
+    claimGrid(
+      s,
+      results.filter((r) => r.job.scenario === s).map((r) => r.result),
+    ),
+  );
+  const mark = (row: ClaimRow, mode: Mode) => {
+    const c = row.cells[mode];
+    if (mode !== 'as-written' && mode !== row.falsifiedBy) return '';
+    return c ? (c.held ? 'held' : 'failed') : 'not run';
+  };
+  say(
+    `\n${table([
+      ['scenario', 'stage', 'phase', 'claim', 'as written', 'without fix', 'fix first', ''],
+      ...claims.map((r) => [
+        r.scenario,
+        r.stage,
+        r.kind === 'contrast' ? `${r.phase} (contrast)` : r.phase,
+        r.claim.length > 60 ? `${r.claim.slice(0, 59)}…` : r.claim,
+        mark(r, 'as-written'),
+        mark(r, 'without-fix'),
+        mark(r, 'fix-first'),
+        r.ok ? 'ok' : 'FAIL',
+      ]),
+    ])}\n${gridSummary(claims)}\n`,
+  );
   for (const r of results.filter((r) => !r.v.ok || r.v.flaky))
     say(`${r.v.ok ? 'FLAKY' : 'FAIL'} ${r.job.scenario.name} ${r.job.mode} ${r.job.target ?? ''}: ${r.v.message}\n`);
+  for (const r of claims.filter((r) => !r.ok)) say(`FAIL ${r.scenario} / ${r.stage} ${r.phase}: "${r.claim}": ${r.message}\n`);
   const modes: Mode[] = ['as-written', 'without-fix', 'fix-first'];
   writeReport(
     {
@@ -265,10 +295,11 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
           return c ? [{ scenario: r.scenario, stage: r.stage, mode, ok: c.ok, message: c.message }] : [];
         }),
       ),
+      claims,
     },
     json,
   );
-  return results.every((r) => r.v.ok) ? 0 : 1;
+  return results.every((r) => r.v.ok) && claims.every((r) => r.ok) ? 0 : 1;
 }
 
 async function cmdDemo(selected: Scenario[], format: string, write: boolean): Promise<number> {

@@ -56,8 +56,22 @@ export function parseIptablesSave(text: string): RuleCounter[] {
 }
 
 /** Finds one counter by comment; throws with the list of comments seen if it is missing. */
-export function counterOf(counters: RuleCounter[], comment: string): RuleCounter {
+/** For a rule only a fix adds: without the fix it is absent, and counts nothing. */
+export interface CounterOptions {
+  absentIsZero?: boolean;
+}
+
+const none = (table: string, chain: string, rule: string): RuleCounter => ({
+  table,
+  chain,
+  rule: `${rule} (absent)`,
+  packets: 0,
+  bytes: 0,
+});
+
+export function counterOf(counters: RuleCounter[], comment: string, opts: CounterOptions = {}): RuleCounter {
   const hit = counters.find((c) => c.comment === comment);
+  if (!hit && opts.absentIsZero) return none('', '', comment);
   if (!hit) {
     const seen = counters.map((c) => c.comment).filter(Boolean);
     throw new Error(`no rule with comment "${comment}" (rules with comments: ${seen.join(', ') || 'none'})`);
@@ -66,7 +80,7 @@ export function counterOf(counters: RuleCounter[], comment: string): RuleCounter
 }
 
 /** A rule found by table, chain and a piece of its iptables-save line (for rules that carry no comment). */
-export interface RuleRef {
+export interface RuleRef extends CounterOptions {
   table: string;
   chain: string;
   has: string;
@@ -74,6 +88,7 @@ export interface RuleRef {
 
 export function counterWhere(counters: RuleCounter[], ref: RuleRef): RuleCounter {
   const hit = counters.find((c) => c.table === ref.table && c.chain === ref.chain && c.rule.includes(ref.has));
+  if (!hit && ref.absentIsZero) return none(ref.table, ref.chain, ref.has);
   if (!hit) throw new Error(`no rule in ${ref.table} ${ref.chain} with "${ref.has}"`);
   return hit;
 }
@@ -90,8 +105,8 @@ export class Nft {
     return parseNftCounters((await this.host.exec(['nft', '-j', 'list', 'ruleset'])).stdout);
   }
 
-  async counter(comment: string): Promise<RuleCounter> {
-    return counterOf(await this.counters(), comment);
+  async counter(comment: string, opts: CounterOptions = {}): Promise<RuleCounter> {
+    return counterOf(await this.counters(), comment, opts);
   }
 }
 
@@ -127,8 +142,8 @@ export class Iptables {
     return parseIptablesSave((await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c'], opts)).stdout);
   }
 
-  async counter(comment: string): Promise<RuleCounter> {
-    return counterOf(await this.counters(), comment);
+  async counter(comment: string, opts: CounterOptions = {}): Promise<RuleCounter> {
+    return counterOf(await this.counters(), comment, opts);
   }
 }
 

@@ -6,6 +6,7 @@ import { PROJECT_ROOT } from './paths.ts';
 import { toolVersions } from './requirements.ts';
 import { outcomeLabel, type ScenarioResult } from './scenario.ts';
 import { describeTimeBase } from './time.ts';
+import type { ClaimRow } from './verify.ts';
 
 /** Where a result was obtained: what a verdict after an upgrade is compared against. */
 export interface Environment {
@@ -31,6 +32,10 @@ export interface ClaimData {
   claim: string;
   seen: string;
   held: boolean;
+  /** 'contrast': true in both states, must hold in both (absent: an ordinary claim). */
+  kind?: string;
+  /** A claim of absence: the claim that shows the same capture or counter sees it when it happens. */
+  control?: string;
 }
 
 export interface StageData {
@@ -70,8 +75,18 @@ export function resultData(r: ScenarioResult): ResultData {
       outcome: st.outcome,
       ms: Math.round(st.ms),
       claims: [
-        ...st.findings.map((f) => ({ phase: f.phase, claim: f.claim, seen: f.seen, held: true })),
-        ...(st.failure ? [{ phase: st.failure.phase, claim: st.failure.claim, seen: st.failure.seen, held: false }] : []),
+        ...st.claims.map((c) => ({
+          phase: c.phase,
+          claim: c.claim,
+          seen: c.seen,
+          held: c.held,
+          ...(c.kind === 'contrast' ? { kind: c.kind } : {}),
+          ...(c.control ? { control: c.control } : {}),
+        })),
+        // a phase that failed outside a claim (an error)
+        ...(st.failure && !st.claims.some((c) => !c.held)
+          ? [{ phase: st.failure.phase, claim: st.failure.claim, seen: st.failure.seen, held: false }]
+          : []),
       ],
     })),
     ...(r.rerun ? { firstRun: { outcome: r.rerun.of.outcome, message: r.rerun.of.message } } : {}),
@@ -84,6 +99,8 @@ export interface Report {
   results: ResultData[];
   /** verify: per scenario, stage and mode, whether the run gave the verdict it must. */
   grid?: { scenario: string; stage: string; mode: string; ok: boolean; message: string }[];
+  /** verify: per claim, what each mode's run saw of it, and whether it was falsified (or, a contrast, held both ways). */
+  claims?: ClaimRow[];
 }
 
 const key = (r: { scenario: string; mode: string; target?: string }) => `${r.scenario} ${r.mode}${r.target ? ` ${r.target}` : ''}`;
@@ -118,6 +135,15 @@ export function compareReports(a: Report, b: Report): { environment: string[]; v
     }
   }
   for (const [k, r] of before) if (!after.has(k)) coverage.push(`${k}: only in the first: ${r.verdict}`);
+  for (const row of b.claims ?? []) {
+    const was = a.claims?.find(
+      (c) => c.scenario === row.scenario && c.stage === row.stage && c.phase === row.phase && c.claim === row.claim,
+    );
+    if (was && was.ok !== row.ok)
+      verdicts.push(
+        `verify ${row.scenario} / ${row.stage} ${row.phase}: "${row.claim}": ${was.ok ? 'ok' : 'FAIL'} -> ${row.ok ? 'ok' : 'FAIL'}: ${row.message}`,
+      );
+  }
   for (const cell of b.grid ?? []) {
     const was = a.grid?.find((c) => c.scenario === cell.scenario && c.stage === cell.stage && c.mode === cell.mode);
     if (was && was.ok !== cell.ok)
@@ -166,6 +192,13 @@ ${properties}
     </properties>${failure}
   </testcase>`;
   });
+  // verify: a testcase per claim that was not falsified (or a contrast that did not hold both ways)
+  for (const row of report.claims ?? []) {
+    if (row.ok) continue;
+    cases.push(`  <testcase classname="netns-lab verify claims" name="${xml(`${row.scenario} ${row.stage} ${row.phase}: ${row.claim}`)}" time="0">
+    <failure message="${xml(row.message)}">${xml(row.message)}</failure>
+  </testcase>`);
+  }
   const failures = cases.filter((c) => c.includes('<failure')).length;
   return `<?xml version="1.0" encoding="UTF-8"?>
 <testsuites name="netns-lab ${report.command}" tests="${cases.length}" failures="${failures}">

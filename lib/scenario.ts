@@ -22,10 +22,33 @@ export interface Finding {
   seen: string;
 }
 
+/**
+ * A claim as evaluated: `claim` must fail in the other state (evidence with the fix applied first,
+ * proof without the fix); `contrast` is true in both states and must hold in both.
+ */
+export type ClaimKind = 'claim' | 'contrast';
+
+export interface ClaimRecord extends Finding {
+  kind: ClaimKind;
+  held: boolean;
+  /** For a claim of absence: the claim showing that the same capture or counter sees it when it happens. */
+  control?: string;
+}
+
+export interface ClaimOptions {
+  /**
+   * A claim that something did not happen names the claim (usually of the proof) in which the same
+   * capture or counter sees it happen; verify checks that that one flipped.
+   */
+  control?: string;
+}
+
 /** Handed to evidence and proof: every claim is stated with what was actually seen. */
 export interface Check {
-  /** Records the claim if it holds, otherwise ends the phase with what was seen instead. */
-  that(holds: boolean, claim: string, seen: string): void;
+  /** Records the claim if it holds, otherwise ends the phase with what was seen instead (verify: records it and goes on). */
+  that(holds: boolean, claim: string, seen: string, opts?: ClaimOptions): void;
+  /** A claim true in both states (what is the same with and without the fix), declared as such: it must hold in both. */
+  contrast(holds: boolean, claim: string, seen: string): void;
 }
 
 export interface Stage<C> {
@@ -89,6 +112,8 @@ export interface StageResult {
   title: string;
   outcome: Outcome;
   findings: Finding[];
+  /** Every claim evaluated, held or not, in order (a `run` stops at the first that fails; verify evaluates them all). */
+  claims: ClaimRecord[];
   /** The claim that failed, with what was seen, and the state that explains it. */
   failure?: { phase: Phase; claim: string; seen: string; state?: string };
   ms: number;
@@ -125,6 +150,11 @@ export interface RunOptions {
   mode?: Mode;
   /** Stage the mode applies to (default: the last stage with a fix). */
   target?: string;
+  /**
+   * Evaluate every claim of a phase even after one failed (as expect.soft), for verify's grid of claims;
+   * the first unmet claim still decides the stage's outcome and message.
+   */
+  soft?: boolean;
   /** Leave the lab up after the first stage's evidence (for poking at the broken state). */
   keepAfterEvidence?: boolean;
   /** Where a run that does not give its verdict leaves its captures and state (default: reports/artifacts, or NETNS_LAB_ARTIFACTS; '' for none). */
@@ -148,11 +178,46 @@ export function stagesWithFix(s: Scenario): Stage<unknown>[] {
 
 class Recorder implements Check {
   readonly findings: Finding[] = [];
-  constructor(private readonly lab: Lab) {}
-  that(holds: boolean, claim: string, seen: string): void {
-    if (!holds) throw new Unmet(claim, seen);
-    this.findings.push({ phase: this.lab.phase, claim, seen });
+  readonly claims: ClaimRecord[] = [];
+  /** The first claim of the current phase that did not hold (soft mode). */
+  private unmet?: Unmet;
+  constructor(
+    private readonly lab: Lab,
+    private readonly soft: boolean,
+  ) {}
+  that(holds: boolean, claim: string, seen: string, opts: ClaimOptions = {}): void {
+    this.record('claim', holds, claim, seen, opts.control);
+  }
+  contrast(holds: boolean, claim: string, seen: string): void {
+    this.record('contrast', holds, claim, seen);
+  }
+  private record(kind: ClaimKind, holds: boolean, claim: string, seen: string, control?: string): void {
+    const phase = this.lab.phase;
+    this.claims.push({ phase, kind, claim, seen, held: holds, ...(control ? { control } : {}) });
+    if (!holds) {
+      const unmet = new Unmet(claim, seen);
+      if (!this.soft) throw unmet;
+      this.unmet ??= unmet;
+      return;
+    }
+    this.findings.push({ phase, claim, seen });
     this.lab.transcript.note(`${claim}: ${seen}`);
+  }
+  /** Ends a phase: the first claim that did not hold, if any, ends the stage (also when the phase failed after it). */
+  settle(err?: unknown): void {
+    const first = this.unmet;
+    this.unmet = undefined;
+    if (first) throw first;
+    if (err !== undefined) throw err;
+  }
+  /** Runs one phase's claims, evaluated all (soft) or up to the first that fails. */
+  async phase(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.settle(err);
+    }
+    this.settle();
   }
 }
 
@@ -196,8 +261,15 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     const ctx = await timed('topology', undefined, () => s.topology(lab));
     for (const stage of s.stages) {
       const t0 = performance.now();
-      const check = new Recorder(lab);
-      const result: StageResult = { stage: stage.name, title: stage.title, outcome: 'pass', findings: check.findings, ms: 0 };
+      const check = new Recorder(lab, opts.soft === true);
+      const result: StageResult = {
+        stage: stage.name,
+        title: stage.title,
+        outcome: 'pass',
+        findings: check.findings,
+        claims: check.claims,
+        ms: 0,
+      };
       stages.push(result);
       const isTarget = stage.name === target;
       let phase: Phase = 'break';
@@ -212,7 +284,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
           await timed('break', stage.name, () => stage.break!(ctx));
         }
         phase = 'evidence';
-        await timed('evidence', stage.name, () => stage.evidence(ctx, check));
+        await timed('evidence', stage.name, () => check.phase(() => stage.evidence(ctx, check)));
         if (opts.keepAfterEvidence) {
           lab.keep();
           kept = true;
@@ -227,7 +299,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
         }
         if (stage.proof) {
           phase = 'proof';
-          await timed('proof', stage.name, () => stage.proof!(ctx, check));
+          await timed('proof', stage.name, () => check.phase(() => stage.proof!(ctx, check)));
         }
       } catch (err) {
         result.outcome =
@@ -334,18 +406,37 @@ function expectedVerdict(result: ScenarioResult): { ok: boolean; message: string
   switch (result.mode) {
     case 'as-written':
       return { ok: result.outcome === 'pass', message: result.message };
-    case 'without-fix':
-      return target?.outcome === 'fix ineffective'
-        ? { ok: true, message: `proof failed without the fix: ${target.failure?.seen}` }
-        : { ok: false, message: `proof should fail without the fix of ${result.target}, but: ${result.outcome} ${result.message}` };
-    case 'fix-first':
-      return target?.outcome === 'not reproduced'
-        ? { ok: true, message: `evidence failed with the fix applied first: ${target.failure?.seen}` }
-        : {
-            ok: false,
-            message: `evidence should fail with the fix of ${result.target} applied first, but: ${result.outcome} ${result.message}`,
-          };
+    case 'without-fix': {
+      if (target?.outcome !== 'fix ineffective')
+        return { ok: false, message: `proof should fail without the fix of ${result.target}, but: ${result.outcome} ${result.message}` };
+      const wrong = wrongClaims(target, 'proof');
+      return wrong
+        ? { ok: false, message: `without the fix of ${result.target}: ${wrong}` }
+        : { ok: true, message: `proof failed without the fix: ${target.failure?.seen}` };
+    }
+    case 'fix-first': {
+      if (target?.outcome !== 'not reproduced')
+        return {
+          ok: false,
+          message: `evidence should fail with the fix of ${result.target} applied first, but: ${result.outcome} ${result.message}`,
+        };
+      const wrong = wrongClaims(target, 'evidence');
+      return wrong
+        ? { ok: false, message: `with the fix of ${result.target} applied first: ${wrong}` }
+        : { ok: true, message: `evidence failed with the fix applied first: ${target.failure?.seen}` };
+    }
   }
+}
+
+/** In the state a phase's claims are made against (no fix for a proof, the fix first for the evidence): a claim that held, or a contrast that did not. */
+function wrongClaims(stage: StageResult, phase: Phase): string | undefined {
+  const wrong = stage.claims.filter((c) => c.phase === phase && (c.kind === 'claim' ? c.held : !c.held));
+  if (!wrong.length) return undefined;
+  return wrong
+    .map((c) =>
+      c.kind === 'claim' ? `the claim "${c.claim}" still held (saw ${c.seen})` : `the contrast "${c.claim}" did not hold (saw ${c.seen})`,
+    )
+    .join('; ');
 }
 
 /** A skip or a flaky pass is a failure in strict mode (CI). */
@@ -368,6 +459,9 @@ export function explainResult(result: ScenarioResult, opts: { headline?: string 
   for (const stage of result.stages) {
     if (result.stages.length > 1) lines.push(`  stage ${stage.stage}: ${stage.title}`);
     for (const f of stage.findings) lines.push(`    ✓ ${f.phase}: ${f.claim}`, `        ${indent(f.seen, '        ')}`);
+    // verify evaluates every claim: those that failed after the first, which is shown below with the state
+    for (const c of stage.claims.filter((c) => !c.held).slice(1))
+      lines.push(`    ✗ ${c.phase}: expected ${c.claim}`, `        saw ${indent(c.seen, '        ')}`);
     if (stage.failure) {
       lines.push(`    ✗ ${stage.failure.phase}: expected ${stage.failure.claim}`, `        saw ${indent(stage.failure.seen, '        ')}`);
       if (stage.failure.state) lines.push('    state at failure:', `      ${indent(stage.failure.state, '      ')}`);

@@ -103,9 +103,10 @@ const DNAT = rule('nat', 'DOCKER', '-j DNAT');
 const SYN_TO_APP = rule('filter', 'FORWARD', 'syn-to-app');
 const ISOLATION_FROM_LAN = rule('filter', 'DOCKER-ISOLATION-STAGE-1', `-i ${LAN_BR} ! -o ${LAN_BR}`);
 const ISOLATION_DROP = rule('filter', 'DOCKER-ISOLATION-STAGE-2', `-o ${APP_BR} -j DROP`);
-const USER_ACCEPT = rule('filter', 'DOCKER-USER', `-i ${LAN_BR} -o ${APP_BR} -j ACCEPT`);
+// rules the fixes add: without the fix there is none, and nothing is counted
+const USER_ACCEPT = { ...rule('filter', 'DOCKER-USER', `-i ${LAN_BR} -o ${APP_BR} -j ACCEPT`), absentIsZero: true };
 const INVALID_SYNACK = rule('filter', 'FORWARD', 'invalid-synack');
-const NOTRACK = rule('raw', 'PREROUTING', `-i ${LAN_BR} -j NOTRACK`);
+const NOTRACK = { ...rule('raw', 'PREROUTING', `-i ${LAN_BR} -j NOTRACK`), absentIsZero: true };
 
 interface Ctx {
   ha: Host;
@@ -239,7 +240,8 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const seen = counted.show(DNAT, NAT_IN_LAN, NAT_IN_MELLANOX);
           // each retransmitted SYN is a new connection to conntrack (the one before was dropped
           // unconfirmed) and is counted again: at least one here, none there
-          check.that(counted(DNAT) > 0, `Docker's DNAT to ${APP}:5000 rewrites ha's SYN`, seen);
+          // without bridge netfilter the DNAT happens all the same, on br-mellanox: where is the point
+          check.contrast(counted(DNAT) > 0, `Docker's DNAT to ${APP}:5000 rewrites ha's SYN`, seen);
           check.that(
             counted(NAT_IN_LAN) > 0,
             `... in nat PREROUTING with in-interface ${LAN_BR}: the bridge handed the frame to iptables`,
@@ -262,13 +264,14 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const { counted } = await connect(ctx, { until: DNAT });
           const [reached, logged] = await Promise.all([onApp.stop(), martians(ctx)]);
           const martian = logged.find((l) => !earlier.includes(l))?.replace(/^\[[^\]]*\]\s*/, '');
-          check.that(counted(DNAT) > 0, `ha's SYN is DNATed to ${APP}:5000`, counted.show(DNAT));
+          check.contrast(counted(DNAT) > 0, `ha's SYN is DNATed to ${APP}:5000`, counted.show(DNAT));
           check.that(
             counted(SYN_TO_APP) === 0,
             `... but never reaches FORWARD: routed in from ${LAN_BR}, it fails the reverse-path check`,
             `${counted.show(SYN_TO_APP)}${martian ? `; kernel log: ${martian}` : ''}`,
           );
-          check.that(reached.length === 0, 'nothing reaches the app', onApp.summary());
+          // with rp_filter off Docker's isolation drops it next (the following stage)
+          check.contrast(reached.length === 0, 'nothing reaches the app', onApp.summary());
         },
 
         // the write-up's two sysctls: the check uses the larger of `all` and the device's own value
@@ -342,7 +345,12 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const { counted } = await connect(ctx, { until: onHa.waitFor(resetFromApp) });
           const [atHa, atApp] = await Promise.all([onHa.stop(), onApp.stop()]);
           const synAck = atHa.find((p) => toHa(p) && isSynAck(p) && p.sport === 5000);
-          check.that(synAck !== undefined, `the handshake completes: ha gets the SYN-ACK from ${PUBLISHED}`, synAck?.raw ?? onHa.summary());
+          // the same with NOTRACK: what goes wrong comes after it
+          check.contrast(
+            synAck !== undefined,
+            `the handshake completes: ha gets the SYN-ACK from ${PUBLISHED}`,
+            synAck?.raw ?? onHa.summary(),
+          );
           check.that(
             counted(INVALID_SYNACK) > 0,
             `crossing ${LAN_BR} back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked`,

@@ -31,7 +31,7 @@
  */
 import type { Background } from '../lib/background.ts';
 import { counterWatch } from '../lib/evidence.ts';
-import { Iptables } from '../lib/firewall.ts';
+import { counterOf, Iptables } from '../lib/firewall.ts';
 import { describe, type ProbeResult, serve, tcp, udp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
@@ -186,14 +186,21 @@ export default defineScenario<Ctx>({
     await iptables.rules(
       `-t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment tproxy -j TPROXY --on-port ${PORT} --on-ip 10.8.0.1 --tproxy-mark ${PORT}/${PORT}`,
     );
+    // counting only, around it: which pass of PREROUTING ran it (the bridge's own has a physdev), and
+    // whether it took the datagram (TPROXY's verdict ends the chain; a mark alone would fall through)
+    await iptables.rules(
+      '-t mangle -I PREROUTING 1 -s 10.8.0.0/24 -p udp -m physdev --physdev-in vc+ -m comment --comment udp-in-bridge-pass',
+      '-t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment udp-past-tproxy',
+    );
   },
 
   async evidence(ctx, check) {
     const { containers, iptables, v2ray } = ctx;
+    // TCP is the same with the fix: what sets UDP apart
     const viaTcp = await Promise.all(containers.map((c) => tcp(c, ECHO)));
-    check.that(viaOwnExit(viaTcp), "each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2", described(viaTcp));
+    check.contrast(viaOwnExit(viaTcp), "each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2", described(viaTcp));
     const redirect = await iptables.counter('redirect');
-    check.that(
+    check.contrast(
       redirect.packets >= 3,
       'nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each)',
       `${redirect.packets} packet(s)`,
@@ -205,11 +212,19 @@ export default defineScenario<Ctx>({
       "the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7",
       `Udp NoPorts +${noPorts} for 3 datagrams; ${described(results)}`,
     );
-    const tproxy = await iptables.counter('tproxy');
-    check.that(tproxy.packets >= 3, 'the TPROXY rule matched every datagram all the same', `${tproxy.packets} packet(s) for 3 datagrams`);
+    const counters = await iptables.counters();
+    const packets = (comment: string) => counterOf(counters, comment).packets;
+    const [tproxy, bridgePass, past] = [packets('tproxy'), packets('udp-in-bridge-pass'), packets('udp-past-tproxy')];
+    const rules = `tproxy ${tproxy}, udp-in-bridge-pass ${bridgePass}, udp-past-tproxy ${past} packet(s) for 3 datagrams`;
+    check.contrast(
+      tproxy >= 3 && past === 0,
+      'TPROXY took every datagram all the same: the rule matched each, and none went on past it',
+      rules,
+    );
+    check.that(bridgePass >= 3, "... in the bridge's own pass of PREROUTING, where the frame still has its bridge port", rules);
     const sessions = logged(v2ray, /accepted udp:|UDP original destination/);
     check.that(sessions.length === 0, 'v2ray never got them: no UDP session in its log', sessions.join(' | ') || 'no UDP line in the log');
-    check.that(icmp === 0, 'no ICMP error goes back: the containers just wait', `Icmp OutDestUnreachs +${icmp}`);
+    check.contrast(icmp === 0, 'no ICMP error goes back: the containers just wait', `Icmp OutDestUnreachs +${icmp}`);
     check.that(
       results.every((r) => !r.echoed),
       'no container gets an answer',

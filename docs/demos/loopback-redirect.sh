@@ -108,6 +108,7 @@ ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
+    counter comment "prerouting-chain"
     tcp dport 80 counter redirect to :3000 comment "prerouting-redirect"
   }
 }
@@ -117,11 +118,11 @@ phase "evidence"
 expect silent "netns-lab-token1-$$" "evidence: curl -sSv http://127.0.0.1:80/netns-lab-token1-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token1-$$ 2>&1 || true)"
 # curl 127.0.0.1:80 on the host is refused: http host -> http://127.0.0.1:80: refused [* connect to 127.0.0.1 port 80 failed: Connection refused; curl: (7) Failed to connect to 127.0.0.1 port 80 after N ms: Couldn't connect to server]
 ip netns exec $L-host nft list ruleset
-# the prerouting rule never saw the local connection: counter 0 packet(s)
+# the nat prerouting chain never ran for the local connection: its first rule, which counts everything, saw nothing: prerouting-chain counter 0 packet(s), prerouting-redirect 0
 expect answered "netns-lab-token2-$$" "evidence: curl -sSv http://192.168.124.139:80/netns-lab-token2-$$" "$(ip netns exec $L-lan curl -sSv http://192.168.124.139:80/netns-lab-token2-$$ 2>&1 || true)"
 # the LAN reaches 192.168.124.139:80 through the same rule: http lan -> http://192.168.124.139:80: connected (token echoed) answer "GET /netns-lab-token2-$$ HTTP/1.1 served by 192.168.124.139 port 3000"
 ip netns exec $L-host nft list ruleset
-# the prerouting rule counted the LAN's connection: counter n packet(s)
+# the chain ran for the LAN's connection, and the redirect rule counted it: prerouting-chain counter n packet(s), prerouting-redirect 1
 
 phase "fix"
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'

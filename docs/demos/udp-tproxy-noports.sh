@@ -262,6 +262,8 @@ route add local default dev lo table 10900
 rule add fwmark 10900 lookup 10900
 NETNS_LAB_EOF
 ip netns exec $L-host iptables-nft -w -t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment tproxy -j TPROXY --on-port 10900 --on-ip 10.8.0.1 --tproxy-mark 10900/10900
+ip netns exec $L-host iptables-nft -w -t mangle -I PREROUTING 1 -s 10.8.0.0/24 -p udp -m physdev --physdev-in vc+ -m comment --comment udp-in-bridge-pass
+ip netns exec $L-host iptables-nft -w -t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment udp-past-tproxy
 
 phase "evidence"
 expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
@@ -275,7 +277,8 @@ expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(e
 expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token6-$$" | timeout --foreground 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7: Udp NoPorts +n for 3 datagrams; udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
 ip netns exec $L-host iptables-nft-save -c
-# the TPROXY rule matched every datagram all the same: n packet(s) for 3 datagrams
+# TPROXY took every datagram all the same: the rule matched each, and none went on past it: tproxy 3, udp-in-bridge-pass 3, udp-past-tproxy 0 packet(s) for 3 datagrams
+# ... in the bridge's own pass of PREROUTING, where the frame still has its bridge port: tproxy 3, udp-in-bridge-pass 3, udp-past-tproxy 0 packet(s) for 3 datagrams
 # v2ray never got them: no UDP session in its log: no UDP line in the log
 # no ICMP error goes back: the containers just wait: Icmp OutDestUnreachs +0
 # no container gets an answer: udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout

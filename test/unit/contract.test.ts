@@ -101,6 +101,77 @@ describe('scenario contract', () => {
   });
 });
 
+describe("verify's grid of claims", async () => {
+  const { claimGrid } = await import('../../lib/verify.ts');
+  /** The toy with more claims: one that cannot fail, a contrast, and an absence with its control. */
+  function toyClaims(opts: { alwaysTrue?: boolean; brokenContrast?: boolean } = {}) {
+    const s = toy();
+    s.stages[0]!.evidence = async (net, check) => {
+      const dropped = net.routed && !net.forwarding;
+      check.that(dropped, 'traffic dropped', dropped ? 'dropped' : 'passed');
+      check.that(opts.alwaysTrue || dropped, 'the drop is counted', dropped ? '+1' : '+0');
+      check.that(dropped, 'nothing leaves', dropped ? 'nothing' : 'a packet', { control: 'the uplink sees it' });
+      check.contrast(opts.brokenContrast ? dropped : net.routed, 'the route is there', String(net.routed));
+    };
+    s.stages[0]!.proof = async (net, check) => {
+      const passes = net.routed && net.forwarding;
+      check.that(passes, 'traffic passes', passes ? 'passed' : 'dropped');
+      check.that(passes, 'the uplink sees it', passes ? 'a packet' : 'nothing');
+    };
+    return s;
+  }
+  const grid = async (s: ReturnType<typeof toy>) =>
+    claimGrid(s, [
+      await runScenario(s, { soft: true }),
+      await runScenario(s, { soft: true, mode: 'without-fix' }),
+      await runScenario(s, { soft: true, mode: 'fix-first' }),
+    ]);
+
+  test('soft: every claim is evaluated, the first unmet one decides', async () => {
+    const result = await runScenario(toyClaims(), { soft: true, mode: 'fix-first' });
+    expect(result.outcome).toBe('not reproduced');
+    expect(result.stages[0]!.failure?.claim).toBe('traffic dropped');
+    expect(result.stages[0]!.claims.map((c) => [c.claim, c.held])).toEqual([
+      ['traffic dropped', false],
+      ['the drop is counted', false],
+      ['nothing leaves', false],
+      ['the route is there', true],
+    ]);
+    // run (not soft) stops at the first
+    expect((await runScenario(toyClaims(), { mode: 'fix-first' })).stages[0]!.claims).toHaveLength(1);
+  });
+
+  test('every claim falsified, the contrast held both ways, the control flipped', async () => {
+    const rows = await grid(toyClaims());
+    expect(rows.map((r) => [r.claim, r.ok])).toEqual([
+      ['traffic dropped', true],
+      ['the drop is counted', true],
+      ['nothing leaves', true],
+      ['the route is there', true],
+      ['traffic passes', true],
+      ['the uplink sees it', true],
+    ]);
+    expect(rows.find((r) => r.claim === 'the route is there')?.message).toBe('held both ways');
+  });
+
+  test('a claim that cannot fail, hidden behind one that fails first, is named', async () => {
+    const rows = await grid(toyClaims({ alwaysTrue: true }));
+    const bad = rows.filter((r) => !r.ok);
+    expect(bad.map((r) => r.claim)).toEqual(['the drop is counted']);
+    expect(bad[0]!.message).toContain('never falsified');
+  });
+
+  test('a contrast that fails in the other state is named', async () => {
+    const rows = await grid(toyClaims({ brokenContrast: true }));
+    expect(rows.filter((r) => !r.ok).map((r) => r.claim)).toEqual(['the route is there']);
+  });
+
+  test('the stage verdict of a run names a claim that held where it must fail', async () => {
+    const result = await runScenario(toyClaims({ alwaysTrue: true }), { soft: true, mode: 'fix-first' });
+    expect(verdict(result)).toMatchObject({ ok: false, message: expect.stringContaining('"the drop is counted" still held') });
+  });
+});
+
 /** The toy, whose evidence fails on the runs listed (1-based): a machine that was slow at the wrong moment. */
 function toyFailingOn(runs: number[]) {
   let run = 0;
