@@ -193,6 +193,8 @@ export interface Spawned {
   pid: number;
   line: string;
   child: ResultPromise;
+  /** Date.now() just before the spawn. */
+  startedAt: number;
 }
 
 export function spawn(
@@ -204,6 +206,8 @@ export function spawn(
   const full = inNetns(host?.ns, argv);
   const [file, ...args] = full as [string, ...string[]];
   transcript.spawned++;
+  // before the spawn: the child may have sent its first packet before execa returns, and demos order packets by time
+  const startedAt = Date.now();
   const child = execa(file, args, {
     reject: false,
     buffer: false,
@@ -214,5 +218,5 @@ export function spawn(
   });
   if (child.pid === undefined) throw new CommandError(shellLine(full), null, '', '', 'spawn failed');
   child.unref();
-  return { pid: child.pid, line: shellLine(full), child };
+  return { pid: child.pid, line: shellLine(full), child, startedAt };
 }

@@ -226,6 +226,7 @@ export class Lab implements AsyncDisposable {
       background: true,
       note,
       shell,
+      startedAt: proc.startedAt,
     });
     bg.step = step;
     this.processes.set(bg, step);
