@@ -265,8 +265,14 @@ export function sequenceMermaid({ map, steps, norm }: SequenceInput): string {
     events.sort((a, b) => a.at - b.at || a.order - b.order);
     body.push(`  Note over ${'{ALL}'}: ${broken ? 'broken' : 'after the fix'}`, ...events.map((e) => `  ${e.line}`));
   }
-  // participants in the order they first take part
-  const order = [...new Set(body.flatMap((l) => l.split(':')[0]!.match(/\bp_\w+/g) ?? []))];
+  // participants in the topology's order (a host, then its tun), not in the order events happened to come
+  const rank = (p: string) => {
+    const name = names.get(p)!;
+    const host = map.hosts.indexOf(name.split('/')[0]!);
+    return host === -1 ? map.hosts.length : host;
+  };
+  const taking = [...new Set(body.flatMap((l) => l.split(':')[0]!.match(/\bp_\w+/g) ?? []))];
+  const order = taking.sort((a, b) => rank(a) - rank(b) || names.get(a)!.localeCompare(names.get(b)!));
   if (!order.length) return '';
   const all = order.length > 1 ? `${order[0]},${order.at(-1)}` : order[0]!;
   return [

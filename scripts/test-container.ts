@@ -103,6 +103,8 @@ exit $status
 
 // What the suite sees: strict mode, CI (vitest writes reports/junit.xml), colours when we have a terminal.
 const env: Record<string, string> = { NETNS_LAB_STRICT: '1', TINI_KILL_PROCESS_GROUP: '1' };
+// no registry to install from: the suite leaves out what needs one (installing the packed package)
+if (opts.network === 'none') env.NETNS_LAB_OFFLINE = '1';
 for (const [key, value] of Object.entries(process.env)) {
   if (value === undefined) continue;
   if (key.startsWith('NETNS_LAB_') && !['NETNS_LAB_IMAGE', 'NETNS_LAB_PRIVILEGED', 'NETNS_LAB_NETWORK'].includes(key)) env[key] = value;
