@@ -1,6 +1,7 @@
 // Demos for write-ups, rendered from a run's transcript: Markdown, and a standalone bash reproduction.
 import { release } from 'node:os';
 import {
+  connectionsBefore,
   ipCommands,
   isCapture,
   isWatch,
@@ -213,12 +214,13 @@ export function readingOrder(steps: Step[], prefix: string): Step[] {
 // ---------------------------------------------------------------- Markdown
 
 /** The lines of a capture or event stream worth reading, in a form that does not depend on timing. */
-function helperOutput(step: Step, watching: Set<string>): string[] {
+function helperOutput(step: Step, watching: Set<string>, all: Step[]): string[] {
   const lines = step.stdout.split('\n').filter((l) => l && !l.includes('127.0.0.254'));
   if (isCapture(step))
     return packetsThatMatter(
       lines.map(parseTcpdumpLine).filter((p): p is Packet => p !== undefined),
       watching,
+      connectionsBefore(all, step),
     ).map((p) => p.raw);
   // the events up to the established connection: its teardown depends on when the probe was stopped
   return lines.filter((l) => !/\[DESTROY\]|\b(FIN_WAIT|CLOSE_WAIT|LAST_ACK|TIME_WAIT|CLOSE)\b/.test(l));
@@ -280,7 +282,7 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versi
   ];
   for (const stage of scenario.stages) {
     const steps = result.steps.filter((s) => (s.stage ?? scenario.stages[0]!.name) === stage.name);
-    const diagram = sequenceMermaid({ map, steps, norm: (t) => norm.output(t) });
+    const diagram = sequenceMermaid({ map, steps, norm: (t) => norm.output(t), all: result.steps });
     if (!diagram) continue;
     if (multi) out.push('', `### Stage ${stage.name}: ${stage.title}`);
     out.push('', '```mermaid', diagram, '```');
@@ -325,7 +327,7 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versi
       } else if (step.background) {
         commands.push(`${line} &${step.note ? `   # ${step.note}` : ''}`);
         if (isCapture(step) || isEventStream(step)) {
-          const lines = helperOutput(step, watched(section.steps));
+          const lines = helperOutput(step, watched(section.steps), result.steps);
           outputs.push(
             `# ${step.note}${step.host ? ` (${step.host})` : ''}${lines.length ? '' : ': nothing'}`,
             ...lines.map((l) => norm.output(l)),

@@ -119,6 +119,8 @@ export interface SequenceInput {
   steps: Step[];
   /** Normalises a text the way the rest of the demo is (ports, tokens, timestamps). */
   norm: (text: string) => string;
+  /** The whole transcript (default: `steps`): connections of earlier stages are not drawn again. */
+  all?: Step[];
 }
 
 const FLAGS: Record<string, string> = {
@@ -149,19 +151,37 @@ const stepDayMs = (at: number) => {
  * A connection to a `watched` address (`ip.port`, a probe that only made traffic to watch and was
  * stopped as soon as its first packet showed) is shown up to that packet.
  */
-export function packetsThatMatter(packets: Packet[], watched: Set<string> = new Set()): Packet[] {
+export function packetsThatMatter(packets: Packet[], watched: Set<string> = new Set(), shown: Set<string> = new Set()): Packet[] {
   const seen = new Set<string>();
-  const done = new Set<string>();
+  // a connection an earlier capture showed is left out: its late retransmissions come or not by chance
+  const done = new Set(shown);
   const out: Packet[] = [];
   for (const p of packets) {
     const key = `${p.src}.${p.sport} ${p.dst}.${p.dport} ${p.flags} ${p.length}`;
-    const conn = [`${p.src}.${p.sport}`, `${p.dst}.${p.dport}`].sort().join(' ');
+    const conn = connectionOf(p);
     if (seen.has(key) || done.has(conn)) continue;
     seen.add(key);
     out.push(p);
     if (p.proto === 'tcp' && ((p.length ?? 0) > 0 || watched.has(`${p.dst}.${p.dport}`))) done.add(conn);
   }
   return out;
+}
+
+/** A TCP/UDP connection, whichever way its packet goes. */
+const connectionOf = (p: Packet) => [`${p.src}.${p.sport}`, `${p.dst}.${p.dport}`].sort().join(' ');
+
+/** The connections that earlier captures on the same interface (before `step` in the transcript) saw. */
+export function connectionsBefore(all: Step[], step: Step): Set<string> {
+  const before = all.slice(0, Math.max(0, all.indexOf(step))).filter((s) => isCapture(s) && s.host === step.host && s.note === step.note);
+  return new Set(
+    before.flatMap((s) =>
+      s.stdout
+        .split('\n')
+        .map(parseTcpdumpLine)
+        .filter((p): p is Packet => p !== undefined)
+        .map(connectionOf),
+    ),
+  );
 }
 
 export const isCapture = (s: Step) => s.background === true && /^capture on /.test(s.note ?? '');
@@ -198,7 +218,7 @@ interface Event {
  * the captured packets that matter between the hosts that own their addresses, a packet into a tun
  * ending there (marked ✗ while broken), and a capture that stayed empty as a note where it ran.
  */
-export function sequenceMermaid({ map, steps, norm }: SequenceInput): string {
+export function sequenceMermaid({ map, steps, norm, all: transcript }: SequenceInput): string {
   const own = owners(map);
   const tuns = new Set(map.ifaces.filter((i) => i.kind === 'tun').map((i) => `${i.host}/${i.name}`));
   const names = new Map<string, string>();
@@ -227,6 +247,7 @@ export function sequenceMermaid({ map, steps, norm }: SequenceInput): string {
           .map(parseTcpdumpLine)
           .filter((p): p is Packet => p !== undefined && !p.raw.includes('127.0.0.254')),
         watching,
+        connectionsBefore(transcript ?? steps, cap),
       );
       if (!packets.length) {
         add(stepDayMs(cap.startedAt ?? 0) + cap.durationMs, `Note over ${who(cap.host!)}: ${broken ? '✗ ' : ''}nothing on ${text(where)}`);

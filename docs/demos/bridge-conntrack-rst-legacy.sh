@@ -201,7 +201,7 @@ ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
-# ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0
+# ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
 stop h3
 
@@ -247,9 +247,9 @@ expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.11218 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=11218 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.11218: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 stop h8

@@ -201,7 +201,7 @@ ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
-# ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0
+# ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
 stop h3
 
