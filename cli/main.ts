@@ -7,7 +7,18 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { demoVersions, renderMarkdown, renderShell } from '../lib/demo.ts';
 import { isPath, scenariosAt } from '../lib/discover.ts';
+import { installVirtmeNg, KERNELS_CACHE, pruneCache, resolveKernel, SERIES } from '../lib/kernels.ts';
 import { machineSnapshot, snapshotDiff } from '../lib/machine.ts';
+import {
+  type EnvironmentResult,
+  LEGEND,
+  type MatrixReport,
+  markBaseline,
+  matrixMarkdown,
+  matrixNotes,
+  matrixRows,
+  missingVerdicts,
+} from '../lib/matrix.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
 import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, STATE_DIR } from '../lib/registry.ts';
 import { compareReports, environment, junitXml, type Report, resultData } from '../lib/report.ts';
@@ -39,6 +50,7 @@ import {
 } from '../lib/scenario.ts';
 import { describeTimeBase } from '../lib/time.ts';
 import { type ClaimRow, claimGrid, gridSummary } from '../lib/verify.ts';
+import { type EnvironmentSpec, environmentName, PROFILES, type Profile, runEnvironment } from '../lib/vm.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';
 import { skeleton } from './new.ts';
 
@@ -446,6 +458,111 @@ function cmdUntouched(command: string[]): number {
   return run.status ?? 1;
 }
 
+/** The default matrix: this machine's own kernel, then each series, and one Ubuntu-like host. */
+const DEFAULT_MATRIX: { kernel: string; profile: Profile }[] = [
+  { kernel: 'host', profile: 'debian' },
+  ...Object.keys(SERIES).map((kernel) => ({ kernel, profile: 'debian' as Profile })),
+  { kernel: '6.1', profile: 'ubuntu' },
+];
+
+interface KernelsOptions {
+  kernels: string[];
+  profiles: string[];
+  full: boolean;
+  json?: string;
+  md?: string;
+  baseline?: string;
+  prune: boolean;
+  setup: boolean;
+}
+
+async function cmdKernels(o: KernelsOptions): Promise<number> {
+  const root = notRoot('network namespaces, and booting kernels with their modules, need root');
+  if (root) fail(root);
+  const log = (line: string) => process.stderr.write(`kernels: ${line}\n`);
+  if (o.prune) {
+    if (o.setup || o.kernels.length) throw new UsageError('kernels --prune takes no other option');
+    log(`removed ${pruneCache()}`);
+    return 0;
+  }
+  for (const p of o.profiles)
+    if (!Object.hasOwn(PROFILES, p)) throw new UsageError(`kernels: unknown profile '${p}' (${Object.keys(PROFILES).join(', ')})`);
+  const asked = o.kernels.length
+    ? o.kernels.flatMap((kernel) =>
+        (o.profiles.length ? o.profiles : ['debian']).map((profile) => ({ kernel, profile: profile as Profile })),
+      )
+    : DEFAULT_MATRIX.filter((e) => !o.profiles.length || o.profiles.includes(e.profile));
+  const hostProfile = asked.find((e) => e.kernel === 'host' && e.profile !== 'debian');
+  if (hostProfile)
+    throw new UsageError(`kernels: the host kernel runs on this machine as it is: profile ${hostProfile.profile} needs a VM`);
+  const baseline = o.baseline === undefined ? undefined : readJson(o.baseline, '`kernels --json`, `run --json` or `verify --json`');
+  const guests = asked.filter((e) => e.kernel !== 'host');
+  if (o.setup) installVirtmeNg(log);
+  else if (guests.length && !hasTool('vng')) fail('virtme-ng (vng) is missing: `netns-lab kernels --setup` installs it (and qemu)');
+  const kernels = new Map(guests.map((e) => [e.kernel, resolveKernel(e.kernel, log)]));
+  if (o.setup) {
+    log(`ready: ${[...kernels.values()].map((k) => k.release).join(', ') || 'no kernel asked for'} (cache: ${KERNELS_CACHE})`);
+    return 0;
+  }
+  const started = performance.now();
+  const envs: EnvironmentResult[] = [];
+  for (const e of asked) {
+    const spec: EnvironmentSpec = { kernel: kernels.get(e.kernel), profile: e.profile, full: o.full };
+    const name = environmentName(spec);
+    log(
+      `${name}: ${spec.kernel ? `booting ${spec.kernel.vmlinuz}` : 'on this machine'}, ${o.full ? 'strict test:scenarios and verify --all' : 'run --all'}`,
+    );
+    const r = await runEnvironment(spec, log);
+    envs.push({
+      name,
+      kernel: { asked: e.kernel, ...(spec.kernel?.package ? { package: spec.kernel.package } : {}), release: r.release },
+      profile: e.profile,
+      accelerator: r.accelerator,
+      bootSeconds: r.bootSeconds,
+      runSeconds: r.runSeconds,
+      command: r.report?.command,
+      environment: r.report?.environment,
+      results: r.report?.results ?? [],
+      grid: r.report?.grid,
+      strictScenarios: r.strictScenarios,
+      error: r.error,
+      artifacts: r.artifacts,
+    });
+    log(
+      `${name}: ${r.error ? `no results: ${r.error}` : `${envs.at(-1)!.results.filter((x) => x.outcome === 'pass').length}/${envs.at(-1)!.results.length} pass`} (suite ${r.runSeconds ?? '-'} s)`,
+    );
+  }
+  if (baseline) markBaseline(envs, baseline as MatrixReport | Report);
+  process.stdout.write(`${table(matrixRows(envs, scenarios))}\n${LEGEND}\n`);
+  const notes = matrixNotes(envs);
+  if (notes.length) process.stdout.write(`\n${notes.join('\n')}\n`);
+  const report: MatrixReport = { command: 'kernels', environments: envs };
+  for (const [file, text] of [
+    [o.json, `${JSON.stringify(report, null, 2)}\n`],
+    [o.md, matrixMarkdown(envs, scenarios)],
+  ] as const) {
+    if (!file) continue;
+    mkdirSync(dirname(resolve(file)), { recursive: true });
+    writeFileSync(file, text);
+  }
+  const missing = missingVerdicts(envs, scenarios);
+  log(`${envs.length} environment(s) in ${Math.round((performance.now() - started) / 1000)} s`);
+  if (missing.length) {
+    log(`no verdict for ${missing.join(', ')}`);
+    return 1;
+  }
+  // like compare: a verdict that differs from the baseline is the news
+  return envs.some((e) => e.differs?.verdicts.length) ? 1 : 0;
+}
+
+function readJson(file: string, what: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    return fail(`${file}: not a report of ${what} (${(err as Error).message})`, 2);
+  }
+}
+
 function cmdDoctor(): number {
   const ok = (good: boolean) => (good ? paint(32, 'ok     ', process.stdout) : paint(31, 'missing', process.stdout));
   process.stdout.write(`kernel ${release()}, node ${process.version}\n`);
@@ -470,7 +587,7 @@ function cmdDoctor(): number {
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 interface Command {
   /** What follows the command's name in its usage line. */
@@ -556,6 +673,46 @@ const COMMANDS: Record<string, Command> = {
       '  <run>...    only these runs (ids from `netns-lab labs`), kept ones included\n  --kept      kept labs too\n  --dry-run   say what would be removed, remove nothing\n  --force     with <run>...: also a run whose owner is in another PID namespace (a container), which cannot be judged from here',
     options: { kept: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, force: { type: 'boolean' } },
     run: (v, ids) => cmdClean(ids, v.kept === true, v['dry-run'] === true, v.force === true),
+  },
+  kernels: {
+    args: '[--kernel 6.1|6.12|7.2|host|<linux-image package>|<vmlinuz>]... [--profile debian|ubuntu|docker-host]...\n[--full] [--json FILE] [--md FILE] [--baseline FILE] [--setup] [--prune]',
+    summary:
+      'the suite on other kernels, each booted in a VM (virtme-ng), one at a time: a table of\nscenario × stage × environment, breakage reproduced? fix works?',
+    details: `  --kernel K       a series (${Object.keys(SERIES).join(', ')}: the newest Debian package of it), a linux-image-* package,
+                   a path to a vmlinuz (its modules beside it), or host (this machine, no VM); repeatable.
+                   Default: host, ${Object.keys(SERIES).join(', ')}, and 6.1 with --profile ubuntu
+  --profile P      what the guest's root namespace sets first: ${Object.entries(PROFILES)
+    .map(([p, v]) => `${p} (${v.about})`)
+    .join(', ')}; repeatable (each kernel with each profile)
+  --full           strict test:scenarios and verify --all in each environment (default: run --all)
+  --json FILE      the matrix as data: per environment the guest's uname -r, accelerator, tool versions, results
+  --md FILE        the matrix as Markdown
+  --baseline FILE  mark what differs from an earlier --json (environments by name), or from one run/verify --json report
+  --setup          install virtme-ng and qemu (a machine-wide install) and fetch the kernels, then stop
+  --prune          remove the cache (${KERNELS_CACHE}): lists, packages, extracted kernels
+KVM where kvm_intel or kvm_amd is loaded, else emulation (TCG): the table says which. Kernels are
+downloaded and extracted into the cache, never installed. Exits 1 if a scenario has no verdict somewhere.`,
+    options: {
+      kernel: { type: 'string', multiple: true },
+      profile: { type: 'string', multiple: true },
+      full: { type: 'boolean' },
+      json: { type: 'string' },
+      md: { type: 'string' },
+      baseline: { type: 'string' },
+      setup: { type: 'boolean' },
+      prune: { type: 'boolean' },
+    },
+    run: (v) =>
+      cmdKernels({
+        kernels: (v.kernel as unknown as string[] | undefined) ?? [],
+        profiles: (v.profile as unknown as string[] | undefined) ?? [],
+        full: v.full === true,
+        json: v.json as string | undefined,
+        md: v.md as string | undefined,
+        baseline: v.baseline as string | undefined,
+        setup: v.setup === true,
+        prune: v.prune === true,
+      }),
   },
   doctor: { args: '', summary: 'check root, tools and their versions, kernel features', run: () => cmdDoctor() },
   untouched: {
