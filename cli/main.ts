@@ -740,7 +740,9 @@ function usage(): string {
 
 ${listed.map(([name, c]) => `  ${`${name} ${c.args}`.padEnd(width)}${c.summary.replaceAll('\n', `\n${pad}`)}`).join('\n')}
 
-environment: NETNS_LAB_STRICT=1 turns skips into failures (CI)`;
+environment: NETNS_LAB_STRICT=1 turns skips (and flaky verdicts) into failures (CI); NETNS_LAB_SLOW=<factor>
+scales every deadline (default: measured at start); NETNS_LAB_STATE_DIR, NETNS_LAB_ARTIFACTS: where state
+and the artifacts of failed runs go`;
 }
 
 function commandHelp(name: string, c: Command): string {

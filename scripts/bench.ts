@@ -3,8 +3,9 @@
 // the plain bash demo scripts, for the harness' overhead as a ratio; and the whole suite concurrently.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { PHASES } from '../lib/exec.ts';
 import { runScenario, type ScenarioResult } from '../lib/scenario.ts';
 import { count, type Script, scriptArgs } from '../lib/script-args.ts';
@@ -137,6 +138,7 @@ scenarios with a silent drop take longer as scripts. Where no probe times out
 same commands are run, plus the readiness and counter polls that the evidence needs.
 `;
 process.stdout.write(`${md}\n`);
+for (const file of [values.md, values.json]) if (file) mkdirSync(dirname(resolve(file)), { recursive: true });
 if (values.md) writeFileSync(values.md, md);
 if (values.json) writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
 process.exit(0);
