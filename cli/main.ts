@@ -539,7 +539,13 @@ async function cmdKernels(o: KernelsOptions): Promise<number> {
   const report: MatrixReport = { command: 'kernels', environments: envs };
   for (const [file, text] of [
     [o.json, `${JSON.stringify(report, null, 2)}\n`],
-    [o.md, matrixMarkdown(envs, scenarios)],
+    [
+      o.md,
+      matrixMarkdown(envs, scenarios, {
+        command: `netns-lab kernels ${process.argv.slice(3).join(' ')}`.trim(),
+        seconds: (performance.now() - started) / 1000,
+      }),
+    ],
   ] as const) {
     if (!file) continue;
     mkdirSync(dirname(resolve(file)), { recursive: true });

@@ -1,5 +1,6 @@
 // The upgrade matrix as data and as a table: per environment (kernel, profile, accelerator) and per
 // scenario and stage, whether the breakage was reproduced and whether the fix works.
+import { cpus, release } from 'node:os';
 import { compareReports, type Environment, type Report, type ResultData } from './report.ts';
 import type { Scenario } from './scenario.ts';
 import type { Accelerator, Profile } from './vm.ts';
@@ -81,6 +82,9 @@ function cell(env: EnvironmentResult, s: Scenario, stageName: string): string {
   return `${text}${rerun}${mark}`;
 }
 
+/** The machine that ran the matrix: its kernel and CPUs. */
+const hostLine = () => `a ${cpus().length}-CPU machine running ${release()}`;
+
 const duration = (s?: number) => (s === undefined ? '-' : `${s} s`);
 
 /** Header rows, then a row per scenario and stage; a column per environment. */
@@ -133,8 +137,12 @@ export function missingVerdicts(envs: EnvironmentResult[], scenarios: readonly S
   );
 }
 
-/** The matrix as Markdown: the table, the tool versions per environment, the notes. */
-export function matrixMarkdown(envs: EnvironmentResult[], scenarios: readonly Scenario[]): string {
+/** The matrix as Markdown: how it was measured, the table, the tool versions per environment, the notes. */
+export function matrixMarkdown(
+  envs: EnvironmentResult[],
+  scenarios: readonly Scenario[],
+  measured: { command: string; seconds: number },
+): string {
   const rows = matrixRows(envs, scenarios);
   const md = (r: string[]) => `| ${r.map((c) => c.replaceAll('|', '\\|')).join(' | ')} |`;
   const tools = [...new Set(envs.flatMap((e) => Object.keys(e.environment?.tools ?? {})))];
@@ -146,6 +154,11 @@ export function matrixMarkdown(envs: EnvironmentResult[], scenarios: readonly Sc
   ];
   const notes = matrixNotes(envs);
   return [
+    '# The upgrade matrix',
+    '',
+    `Measured with \`${measured.command}\` on ${hostLine()}, one environment at a time: ${Math.round(measured.seconds)} s in all.`,
+    "Each VM runs the suite with the host's userland (its root read-only over 9p); boot is until the suite starts, suite is the suite's own run.",
+    '',
     md(rows[0]!),
     md(rows[0]!.map(() => '---')),
     ...rows.slice(1).map(md),

@@ -102,7 +102,8 @@ test('--baseline: the cells that differ are marked, versions and verdicts listed
     ['two', 'seen', 'yes / n/a'],
     ['two', 'fixed', 'yes / NO ≠'],
   ]);
-  const md = matrixMarkdown([now], SCENARIOS);
+  const md = matrixMarkdown([now], SCENARIOS, { command: 'netns-lab kernels --kernel 6.1', seconds: 130 });
+  expect(md).toContain('`netns-lab kernels --kernel 6.1`');
   expect(md).toContain('| two | fixed | yes / NO ≠ |');
   expect(md).toContain('| nft | nftables v1.1.3 |');
 });
