@@ -6,7 +6,7 @@ import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, 
 import { join } from 'node:path';
 import { Background } from './background.ts';
 import { type CommandOptions, type Phase, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
-import { sleepSync } from './procs.ts';
+import { waitSync } from './procs.ts';
 import {
   deleteNamespaceSync,
   killSync,
@@ -36,12 +36,6 @@ function signalGroup(bg: Background, signal: NodeJS.Signals): void {
   try {
     process.kill(-bg.pid, signal);
   } catch {}
-}
-
-/** Blocks until process `pid` has exited (a zombie counts), at most `ms`. */
-function waitSyncUntilGone(pid: number, ms: number): void {
-  const until = Date.now() + ms;
-  while (startTime(pid) !== undefined && Date.now() < until) sleepSync(5);
 }
 
 /** The lab was torn down: whatever still polls it stops here. */
@@ -329,7 +323,8 @@ export class Lab implements AsyncDisposable {
   /** The same teardown without awaiting: for signal and exit handlers. */
   teardownSync(): void {
     if (this.torndown) return;
-    for (const pid of this.adding) waitSyncUntilGone(pid, deadline('stopGrace'));
+    // a zombie counts as gone: startTime is undefined for it
+    for (const pid of this.adding) waitSync(() => startTime(pid) === undefined, deadline('stopGrace'), 5);
     for (const bg of [...this.processes.keys()].reverse()) if (!bg.exited) killSync(bg.ref, deadline('killGrace'));
     for (const ns of [...this.record.namespaces].reverse()) deleteNamespaceSync(ns);
     this.finish();

@@ -77,3 +77,13 @@ export function describeProcess(pid: number): string {
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
+
+/** The synchronous twin of wait.ts's poll: checks `done` until it holds or `ms` have passed; returns whether it held. */
+export function waitSync(done: () => boolean, ms: number, intervalMs = 10): boolean {
+  const until = Date.now() + ms;
+  for (;;) {
+    if (done()) return true;
+    if (Date.now() >= until) return false;
+    sleepSync(intervalMs);
+  }
+}

@@ -18,7 +18,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { procStat, sleepSync } from './procs.ts';
+import { procStat, waitSync } from './procs.ts';
 import { deadline } from './time.ts';
 
 const DEFAULT_STATE_DIR = '/run/netns-lab';
@@ -207,15 +207,12 @@ export function killSync(ref: ProcessRef, graceMs = deadline('killGrace')): void
   } catch {
     return;
   }
-  const graceEnds = Date.now() + graceMs;
-  while (isAlive(ref) && Date.now() < graceEnds) sleepSync(10);
-  if (isAlive(ref)) {
+  if (!waitSync(() => !isAlive(ref), graceMs)) {
     try {
       process.kill(ref.pid, 'SIGKILL');
     } catch {}
     // gone once it is a zombie: SIGKILL takes effect as the process leaves the kernel
-    const until = Date.now() + deadline('stopGrace');
-    while (isAlive(ref) && Date.now() < until) sleepSync(5);
+    waitSync(() => !isAlive(ref), deadline('stopGrace'), 5);
   }
 }
 
@@ -235,14 +232,12 @@ export function namespacePids(ns: string): number[] {
 export function deleteNamespaceSync(ns: string): void {
   for (const pid of namespacePids(ns)) killSync(processRef(pid), deadline('namespaceKillGrace'));
   // `ip netns del` can find the name busy for a moment (another mount namespace still holds its bind mount)
-  const until = Date.now() + deadline('stopGrace');
-  do {
+  waitSync(() => {
     try {
       execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
     } catch {}
-    if (!listNamespaces().includes(ns)) return;
-    sleepSync(10);
-  } while (Date.now() < until);
+    return !listNamespaces().includes(ns);
+  }, deadline('stopGrace'));
 }
 
 /** Lab namespaces no live or kept run claims, and processes of dead runs still running: what a run left behind. */

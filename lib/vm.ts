@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Kernel } from './kernels.ts';
 import { KERNELS_CACHE } from './kernels.ts';
 import { PROJECT_ROOT } from './paths.ts';
-import { livingProcesses, procStat, sleepSync } from './procs.ts';
+import { livingProcesses, procStat, waitSync } from './procs.ts';
 import type { Report } from './report.ts';
 import { deadline } from './time.ts';
 
@@ -184,9 +184,7 @@ function stopCurrent(): void {
   };
   if (alive()) {
     signal('SIGTERM');
-    const until = Date.now() + deadline('teardown');
-    while (alive() && Date.now() < until) sleepSync(100);
-    if (alive()) signal('SIGKILL');
+    if (!waitSync(() => !alive(), deadline('teardown'), 100)) signal('SIGKILL');
   }
   rmSync(dir, { recursive: true, force: true });
   unlock();
