@@ -62,13 +62,17 @@ async function synAckIntoTun({ client, host }: Ctx, check: Check): Promise<void>
   // asked while the probe still holds its socket (it is held until this check is in): did any SYN-ACK reach the client?
   const clientSocket = synAck.then((p) => p && client.exec(['ss', '-Htn', 'state', 'syn-sent', 'dst', PUBLIC]));
   const result = await tcp(client, `${PUBLIC}:8443`, { until: clientSocket });
-  const seen = (await meta.stop()).find(fromPod);
+  const packets = await meta.stop();
+  const waiting = await clientSocket;
+  // the SYN-ACK of this probe's connection (the client's port in SYN-SENT) before any other: a half-open
+  // connection of an earlier stage may still be retransmitting its own
+  const port = Number(new RegExp(`${CLIENT.replaceAll('.', '\\.')}:(\\d+)`).exec(waiting?.stdout ?? '')?.[1]);
+  const seen = packets.find((p) => fromPod(p) && p.dport === port) ?? packets.find(fromPod);
   check.that(
     seen !== undefined,
     `the pod's SYN-ACK, from ${HOST}:8443 after the de-NAT, goes into Meta`,
     seen ? seen.raw : `${meta.summary()}; meanwhile ${describe(result)}`,
   );
-  const waiting = await clientSocket;
   check.that(
     waiting?.stdout.includes(`${PUBLIC}:8443`) ?? false,
     'the client is still in SYN-SENT after it: no SYN-ACK reached the client',
