@@ -17,6 +17,7 @@ import type { Phase, Step } from './exec.ts';
 import { NS_PREFIX, runDir } from './registry.ts';
 import { TOOLS, type Tool, toolVersion } from './requirements.ts';
 import type { Scenario, ScenarioResult } from './scenario.ts';
+import { shellTimeBase } from './time.ts';
 
 /** Replaces what differs between runs (run id, tokens, timestamps, sequence numbers, ephemeral ports) with stable names. */
 export class Normalizer {
@@ -422,8 +423,24 @@ trap 'exit 143' TERM`;
 
 const HELPERS = `fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
-# ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
-ready() { local LOG="$W/$1" i; for i in $(seq 500); do eval "$2" && return 0; sleep 0.01; done; fail "helper $1 not ready: $(tail -3 "$LOG")"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# ready <log> <condition>: polls the condition ($LOG is the helper's output) until READY_MS have passed
+ready() {
+  local LOG="$W/$1" end=$(( $(now_ms) + READY_MS ))
+  until eval "$2"; do (( $(now_ms) < end )) || fail "helper $1 not ready: $(tail -3 "$LOG")"; sleep 0.01; done
+}
+# probe <token> <payload> <command...>: runs a client with the payload on its stdin, kept open as netns-lab
+# keeps it, until its output carries the token, it exits, or PROBE_MS have passed; prints its output
+probe() {
+  local token=$1 payload=$2 in="$W/probe.in" out="$W/probe.out" pid end=$(( $(now_ms) + PROBE_MS )); shift 2
+  rm -f "$in"; mkfifo "$in"
+  "$@" <>"$in" >"$out" 2>&1 & pid=$!
+  trap 'kill -9 $pid 2>/dev/null; exit 130' INT TERM
+  printf '%s\\n' "$payload" >"$in"
+  while kill -0 "$pid" 2>/dev/null && ! grep -q -- "$token" "$out" && (( $(now_ms) < end )); do sleep 0.01; done
+  kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  cat "$out"
+}
 # stop <log>: stops a capture and shows what it saw
 stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
@@ -448,6 +465,7 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
       .split('\n')
       .map((l) => `#${l}`),
     prelude(scenario.name, hosts),
+    shellTimeBase(['probe', 'ready']),
     HELPERS,
   ];
   let helper = 0;
@@ -466,10 +484,9 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
         out.push(heredoc(`cat > "${norm.commands(step.file)}"`, norm.commands(step.input ?? '')));
       } else if (step.shell?.probe) {
         const token = norm.commands(step.shell.probe.token);
-        // --foreground: the probe stays in the script's process group, so Ctrl-C reaches it
         // what the probe sent: its token, padded when the probe had a size
         const sent = step.input ? norm.commands(step.input.trimEnd()) : token;
-        const cmd = step.background ? `echo "${sent}" | timeout --foreground 2 ${line}` : line;
+        const cmd = step.background ? `probe "${token}" "${sent}" ${line}` : line;
         out.push(`expect ${step.shell.probe.echoed ? 'answered' : 'silent'} "${token}" "${what}" "$(${cmd} 2>&1 || true)"`);
       } else if (step.background) {
         const log = `h${++helper}`;

@@ -36,10 +36,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# one time base: NETNS_LAB_SLOW=<factor>, or measured by timing 8 throwaway namespaces (24 ms on the reference machine)
+if [ -n "${NETNS_LAB_SLOW:-}" ]; then SLOW10=$(awk -v f="$NETNS_LAB_SLOW" 'BEGIN { printf "%d", f * 10 }')
+else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; done
+  SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
+PROBE_MS=$(( 1000 * SLOW10 / 10 ))
+READY_MS=$(( 5000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
-# ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
-ready() { local LOG="$W/$1" i; for i in $(seq 500); do eval "$2" && return 0; sleep 0.01; done; fail "helper $1 not ready: $(tail -3 "$LOG")"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# ready <log> <condition>: polls the condition ($LOG is the helper's output) until READY_MS have passed
+ready() {
+  local LOG="$W/$1" end=$(( $(now_ms) + READY_MS ))
+  until eval "$2"; do (( $(now_ms) < end )) || fail "helper $1 not ready: $(tail -3 "$LOG")"; sleep 0.01; done
+}
+# probe <token> <payload> <command...>: runs a client with the payload on its stdin, kept open as netns-lab
+# keeps it, until its output carries the token, it exits, or PROBE_MS have passed; prints its output
+probe() {
+  local token=$1 payload=$2 in="$W/probe.in" out="$W/probe.out" pid end=$(( $(now_ms) + PROBE_MS )); shift 2
+  rm -f "$in"; mkfifo "$in"
+  "$@" <>"$in" >"$out" 2>&1 & pid=$!
+  trap 'kill -9 $pid 2>/dev/null; exit 130' INT TERM
+  printf '%s\n' "$payload" >"$in"
+  while kill -0 "$pid" 2>/dev/null && ! grep -q -- "$token" "$out" && (( $(now_ms) < end )); do sleep 0.01; done
+  kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  cat "$out"
+}
 # stop <log>: stops a capture and shows what it saw
 stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
@@ -198,7 +220,7 @@ ip netns exec $L-host iptables-nft-save -c
 phase "rp-filter: evidence"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-1.pcap --print -i eth0 'tcp port 5000' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
 ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
 # ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
@@ -216,7 +238,7 @@ ip netns exec $L-host iptables-nft-save -c
 phase "docker-isolation: evidence"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-2.pcap --print -i eth0 'tcp port 5000' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
 ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on br-lan137: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # ... which drops it on its way into br-da66fb6805df: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
@@ -243,13 +265,13 @@ ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-4.pcap --p
 ready h9 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # conntrack event stream
 ready h10 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
-expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.15987 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=15987 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.15987: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 stop h8
@@ -262,7 +284,7 @@ ip netns exec $L-host iptables-nft -w -t raw -I PREROUTING 1 -i br-lan137 -j NOT
 phase "conntrack: proof"
 ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # conntrack event stream
 ready h11 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
-expect answered "netns-lab-token4-$$" "proof: tcp probe to 192.168.137.250:5000" "$(echo "netns-lab-token4-$$" | timeout --foreground 2 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect answered "netns-lab-token4-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token4-$$"
 # no conntrack entry from 192.168.137.250:5000 in the reverse direction: none among n event(s)

@@ -33,10 +33,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# one time base: NETNS_LAB_SLOW=<factor>, or measured by timing 8 throwaway namespaces (24 ms on the reference machine)
+if [ -n "${NETNS_LAB_SLOW:-}" ]; then SLOW10=$(awk -v f="$NETNS_LAB_SLOW" 'BEGIN { printf "%d", f * 10 }')
+else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; done
+  SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
+PROBE_MS=$(( 1000 * SLOW10 / 10 ))
+READY_MS=$(( 5000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
-# ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
-ready() { local LOG="$W/$1" i; for i in $(seq 500); do eval "$2" && return 0; sleep 0.01; done; fail "helper $1 not ready: $(tail -3 "$LOG")"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# ready <log> <condition>: polls the condition ($LOG is the helper's output) until READY_MS have passed
+ready() {
+  local LOG="$W/$1" end=$(( $(now_ms) + READY_MS ))
+  until eval "$2"; do (( $(now_ms) < end )) || fail "helper $1 not ready: $(tail -3 "$LOG")"; sleep 0.01; done
+}
+# probe <token> <payload> <command...>: runs a client with the payload on its stdin, kept open as netns-lab
+# keeps it, until its output carries the token, it exits, or PROBE_MS have passed; prints its output
+probe() {
+  local token=$1 payload=$2 in="$W/probe.in" out="$W/probe.out" pid end=$(( $(now_ms) + PROBE_MS )); shift 2
+  rm -f "$in"; mkfifo "$in"
+  "$@" <>"$in" >"$out" 2>&1 & pid=$!
+  trap 'kill -9 $pid 2>/dev/null; exit 130' INT TERM
+  printf '%s\n' "$payload" >"$in"
+  while kill -0 "$pid" 2>/dev/null && ! grep -q -- "$token" "$out" && (( $(now_ms) < end )); do sleep 0.01; done
+  kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  cat "$out"
+}
 # stop <log>: stops a capture and shows what it saw
 stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run

@@ -37,10 +37,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# one time base: NETNS_LAB_SLOW=<factor>, or measured by timing 8 throwaway namespaces (24 ms on the reference machine)
+if [ -n "${NETNS_LAB_SLOW:-}" ]; then SLOW10=$(awk -v f="$NETNS_LAB_SLOW" 'BEGIN { printf "%d", f * 10 }')
+else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; done
+  SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
+PROBE_MS=$(( 1000 * SLOW10 / 10 ))
+READY_MS=$(( 5000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
-# ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
-ready() { local LOG="$W/$1" i; for i in $(seq 500); do eval "$2" && return 0; sleep 0.01; done; fail "helper $1 not ready: $(tail -3 "$LOG")"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# ready <log> <condition>: polls the condition ($LOG is the helper's output) until READY_MS have passed
+ready() {
+  local LOG="$W/$1" end=$(( $(now_ms) + READY_MS ))
+  until eval "$2"; do (( $(now_ms) < end )) || fail "helper $1 not ready: $(tail -3 "$LOG")"; sleep 0.01; done
+}
+# probe <token> <payload> <command...>: runs a client with the payload on its stdin, kept open as netns-lab
+# keeps it, until its output carries the token, it exits, or PROBE_MS have passed; prints its output
+probe() {
+  local token=$1 payload=$2 in="$W/probe.in" out="$W/probe.out" pid end=$(( $(now_ms) + PROBE_MS )); shift 2
+  rm -f "$in"; mkfifo "$in"
+  "$@" <>"$in" >"$out" 2>&1 & pid=$!
+  trap 'kill -9 $pid 2>/dev/null; exit 130' INT TERM
+  printf '%s\n' "$payload" >"$in"
+  while kill -0 "$pid" 2>/dev/null && ! grep -q -- "$token" "$out" && (( $(now_ms) < end )); do sleep 0.01; done
+  kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  cat "$out"
+}
 # stop <log>: stops a capture and shows what it saw
 stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
@@ -251,11 +273,11 @@ NETNS_LAB_EOF
 phase "exclude-interface: evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-1.pcap --print -i Meta 'tcp port 8443' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on Meta
 ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
 # the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 00:00:00.000000 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT1 114.154.19.19:8443
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
 # in the same state the host's own :8100 answers the client: tcp client -> 114.154.19.19:8100: connected (token echoed) answer "netns-lab-token2-$$ from 1.1.1.1"
 stop h5
 
@@ -263,15 +285,15 @@ phase "exclude-interface: fix"
 ip -n $L-host rule add iif cni0 goto 9010 pref 9000
 
 phase "exclude-interface: proof"
-expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token3-$$ from 1.1.1.1"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-2.pcap --print -i Meta 'tcp port 443' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on Meta
 ready h6 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'tcp port 443' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
 ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
-# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: timeout
-# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: timeout
+# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
+# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
 stop h6
 stop h7
 
@@ -281,7 +303,7 @@ ip -n $L-host rule del iif cni0 goto 9010 pref 9000
 phase "mark-replies: evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-3.pcap --print -i Meta 'tcp port 8443' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on Meta
 ready h9 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token4-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
 # the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 00:00:00.000000 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT3 114.154.19.19:8443
@@ -300,7 +322,7 @@ NETNS_LAB_EOF
 ip -n $L-host rule add fwmark 0x100 lookup main pref 5000
 
 phase "mark-replies: proof"
-expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "$(echo "netns-lab-token5-$$" | timeout --foreground 2 ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token5-$$ from 1.1.1.1"
 ip netns exec $L-host nft list ruleset
 # the pod's replies got the mark back from conntrack: restore-mark counter n packet(s)

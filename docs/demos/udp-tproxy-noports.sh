@@ -35,10 +35,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+# one time base: NETNS_LAB_SLOW=<factor>, or measured by timing 8 throwaway namespaces (24 ms on the reference machine)
+if [ -n "${NETNS_LAB_SLOW:-}" ]; then SLOW10=$(awk -v f="$NETNS_LAB_SLOW" 'BEGIN { printf "%d", f * 10 }')
+else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; done
+  SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
+PROBE_MS=$(( 1000 * SLOW10 / 10 ))
+READY_MS=$(( 5000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
-# ready <log> <condition>: polls the condition ($LOG is the helper's output) for up to 5 s
-ready() { local LOG="$W/$1" i; for i in $(seq 500); do eval "$2" && return 0; sleep 0.01; done; fail "helper $1 not ready: $(tail -3 "$LOG")"; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+# ready <log> <condition>: polls the condition ($LOG is the helper's output) until READY_MS have passed
+ready() {
+  local LOG="$W/$1" end=$(( $(now_ms) + READY_MS ))
+  until eval "$2"; do (( $(now_ms) < end )) || fail "helper $1 not ready: $(tail -3 "$LOG")"; sleep 0.01; done
+}
+# probe <token> <payload> <command...>: runs a client with the payload on its stdin, kept open as netns-lab
+# keeps it, until its output carries the token, it exits, or PROBE_MS have passed; prints its output
+probe() {
+  local token=$1 payload=$2 in="$W/probe.in" out="$W/probe.out" pid end=$(( $(now_ms) + PROBE_MS )); shift 2
+  rm -f "$in"; mkfifo "$in"
+  "$@" <>"$in" >"$out" 2>&1 & pid=$!
+  trap 'kill -9 $pid 2>/dev/null; exit 130' INT TERM
+  printf '%s\n' "$payload" >"$in"
+  while kill -0 "$pid" 2>/dev/null && ! grep -q -- "$token" "$out" && (( $(now_ms) < end )); do sleep 0.01; done
+  kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  cat "$out"
+}
 # stop <log>: stops a capture and shows what it saw
 stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
@@ -266,15 +288,15 @@ ip netns exec $L-host iptables-nft -w -t mangle -I PREROUTING 1 -s 10.8.0.0/24 -
 ip netns exec $L-host iptables-nft -w -t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment udp-past-tproxy
 
 phase "evidence"
-expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token1-$$" | timeout --foreground 2 ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token2-$$" | timeout --foreground 2 ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(echo "netns-lab-token3-$$" | timeout --foreground 2 ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
 # each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: tcp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token1-$$ from 203.0.113.10"; tcp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token2-$$ from 203.0.113.11"; tcp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token3-$$ from 203.0.113.12"
 ip netns exec $L-host iptables-nft-save -c
 # nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each): n packet(s)
-expect silent "netns-lab-token4-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token4-$$" | timeout --foreground 2 ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token5-$$" | timeout --foreground 2 ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token6-$$" | timeout --foreground 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect silent "netns-lab-token4-$$" "evidence: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7: Udp NoPorts +n for 3 datagrams; udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
 ip netns exec $L-host iptables-nft-save -c
 # TPROXY took every datagram all the same: the rule matched each, and none went on past it: tproxy 3, udp-in-bridge-pass 3, udp-past-tproxy 0 packet(s) for 3 datagrams
@@ -287,9 +309,9 @@ phase "fix"
 ip netns exec $L-host sysctl -qw net.bridge.bridge-nf-call-iptables=0
 
 phase "proof"
-expect answered "netns-lab-token7-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token7-$$" | timeout --foreground 2 ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token8-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token8-$$" | timeout --foreground 2 ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token9-$$" "proof: udp probe to 198.51.100.7:7" "$(echo "netns-lab-token9-$$" | timeout --foreground 2 ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token7-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token8-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token8-$$" "netns-lab-token8-$$" ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token9-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token9-$$" "netns-lab-token9-$$" ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # each container's UDP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: udp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token7-$$ from 203.0.113.10"; udp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token8-$$ from 203.0.113.11"; udp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token9-$$ from 203.0.113.12"; Udp NoPorts +0
 # Udp NoPorts stays put: Udp NoPorts +0
 # v2ray took each container's datagram into that container's tunnel: 10.8.0.10:PORT1 accepted udp:198.51.100.7:7 [hk0] | 10.8.0.11:PORT2 accepted udp:198.51.100.7:7 [hk1] | 10.8.0.12:PORT3 accepted udp:198.51.100.7:7 [hk2]
