@@ -33,7 +33,12 @@
  *   its port restored by the same entry, resets the app's socket, and the app's RST ends the
  *   client's connection. Fix: `iptables -t raw -I PREROUTING 1 -i br-lan137 -j NOTRACK`.
  * With NOTRACK, frames crossing br-lan137 skip conntrack and NAT, so the DNAT happens where the
- * author expected it, as the SYN enters br-mellanox; the write-up keeps that one rule alone.
+ * author expected it, as the SYN enters br-mellanox.
+ * 5 The write-up's conclusion: that one rule alone is the fix. From the broken state (rp_filter=2,
+ *   Docker's isolation as written) NOTRACK alone restores the connection: with no DNAT on
+ *   br-lan137 the SYN is routed in from br-mellanox, which has an address (rp_filter passes) and
+ *   is no Docker network (isolation passes). The first two fixes have a cost it does not:
+ *   rp_filter=0 drops spoofing protection, the DOCKER-USER accept opens Docker's isolation.
  *
  * The same scenario runs with iptables-nft (bridge-conntrack-rst) and iptables-legacy
  * (bridge-conntrack-rst-legacy); both reproduce identically.
@@ -160,12 +165,12 @@ const fromClient = (p: Packet) => p.src === CLIENT && p.dst === APP && p.dport =
 export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition<Ctx> {
   return defineScenario<Ctx>({
     name: backend === 'nft' ? 'bridge-conntrack-rst' : `bridge-conntrack-rst-${backend}`,
-    title: `A container bridged into the LAN cannot reach a published port: four layers, the last a conntrack reset (iptables-${backend})`,
+    title: `A container bridged into the LAN cannot reach a published port: four layers, the last a conntrack reset, and NOTRACK alone undoes all four (iptables-${backend})`,
     writeup: '003_161cc79a60abe2c8.txt',
     writeupTitle: 'Docker桥接宿主网络',
     breaks:
       'ha on br-lan137 -> 192.168.137.250:5000: DNATed on br-lan137, dropped by rp_filter, then by DOCKER-ISOLATION-STAGE-2, then reset: conntrack rewrites the reply source port',
-    fixes: `rp_filter=0 (all, ${LAN_BR}); DOCKER-USER -i ${LAN_BR} -o ${APP_BR} -j ACCEPT; iptables -t raw -I PREROUTING 1 -i ${LAN_BR} -j NOTRACK`,
+    fixes: `iptables -t raw -I PREROUTING 1 -i ${LAN_BR} -j NOTRACK, alone (the write-up's conclusion); on the author's way there: rp_filter=0 (all, ${LAN_BR}), DOCKER-USER -i ${LAN_BR} -o ${APP_BR} -j ACCEPT`,
     picture: `
   ha (homeassistant)          host                                                      app
   eth0 192.168.137.248/24 ══ veth-ha ─[br-lan137, no address]─ veth-lan137-1
@@ -414,6 +419,58 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) > 0,
             'so the DNAT now happens as the SYN enters br-mellanox',
             seen,
+          );
+        },
+      },
+      {
+        name: 'notrack-alone',
+        title: "the write-up's conclusion: from the broken state, NOTRACK alone restores the connection",
+
+        // back to where the write-up started: rp_filter=2, Docker's isolation as Docker wrote it, no NOTRACK
+        async break({ host, ipt }) {
+          await host.sysctl({ 'net.ipv4.conf.all.rp_filter': 2, [`net.ipv4.conf.${LAN_BR}.rp_filter`]: 2 });
+          await ipt.rules(`-D DOCKER-USER -i ${LAN_BR} -o ${APP_BR} -j ACCEPT`, `-t raw -D PREROUTING -i ${LAN_BR} -j NOTRACK`);
+        },
+
+        async evidence(ctx, check) {
+          const { result, counted } = await connect(ctx);
+          check.that(!result.echoed, 'ha gets no answer from the published port again', describe(result));
+          const seen = counted.show(NAT_IN_LAN, NAT_IN_MELLANOX);
+          check.that(
+            counted(NAT_IN_LAN) > 0 && counted(NAT_IN_MELLANOX) === 0,
+            `its SYN is DNATed as it crosses ${LAN_BR}, as in the first stage`,
+            seen,
+          );
+          check.that(
+            counted(SYN_TO_APP) === 0,
+            '... and never reaches FORWARD: rp_filter drops it, as in the second stage',
+            counted.show(SYN_TO_APP),
+          );
+        },
+
+        async fix({ ipt }) {
+          await ipt.rules(`-t raw -I PREROUTING 1 -i ${LAN_BR} -j NOTRACK`);
+        },
+
+        async proof(ctx, check) {
+          const { result, counted } = await connect(ctx);
+          check.that(result.echoed, `ha's token comes back from the app through ${PUBLISHED}`, describe(result));
+          const seen = counted.show(NOTRACK, NAT_IN_LAN, NAT_IN_MELLANOX);
+          check.that(
+            counted(NOTRACK) > 0 && counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) > 0,
+            `NOTRACK keeps the frames crossing ${LAN_BR} out of conntrack, so the DNAT happens as the SYN enters br-mellanox`,
+            seen,
+          );
+          // the write-up's point: none of the other fixes is needed, so none of their costs is paid
+          const [rpAll, rpLan, user] = await Promise.all([
+            ctx.host.exec(['sysctl', '-n', 'net.ipv4.conf.all.rp_filter']),
+            ctx.host.exec(['sysctl', '-n', `net.ipv4.conf.${LAN_BR}.rp_filter`]),
+            ctx.host.exec([ctx.ipt.command, '-w', '-S', 'DOCKER-USER']),
+          ]);
+          check.contrast(
+            rpAll.stdout.trim() === '2' && rpLan.stdout.trim() === '2' && !user.stdout.includes('-j ACCEPT'),
+            "with rp_filter left at 2 and Docker's isolation untouched: no DOCKER-USER accept",
+            `rp_filter all=${rpAll.stdout.trim()} ${LAN_BR}=${rpLan.stdout.trim()}; DOCKER-USER: ${user.stdout.trim().replaceAll('\n', '; ')}`,
           );
         },
       },
