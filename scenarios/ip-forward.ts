@@ -4,13 +4,13 @@
  *
  *   container                  host                                   internet
  *   eth0 192.168.122.10 ══ veth-c ─[docker0 192.168.122.1]   eth0 198.51.100.2 ══ eth0 198.51.100.1
- *        default via .1                     MASQUERADE -s 192.168.122.0/24 -o eth0     :80 whoami
+ *        default via .1                     MASQUERADE -s 192.168.122.0/24 ! -d 192.168.122.0/24   :80 whoami
  *
  * With forwarding off the host's routing lookup for a packet to a foreign address fails;
  * ip_error() counts it in Ip InAddrErrors and, because forwarding is off, sends no ICMP.
  */
 import { capture, counterWatch } from '../lib/evidence.ts';
-import { Iptables } from '../lib/firewall.ts';
+import { counterOf, Iptables } from '../lib/firewall.ts';
 import { describe, serve, tcp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
@@ -32,7 +32,7 @@ export default defineScenario({
   picture: `
   container                  host                                   internet
   eth0 192.168.122.10 ══ veth-c ─[docker0 192.168.122.1]   eth0 198.51.100.2 ══ eth0 198.51.100.1
-       default via .1                     MASQUERADE -s 192.168.122.0/24 -o eth0     :80 whoami`,
+       default via .1                     MASQUERADE -s 192.168.122.0/24 ! -d 192.168.122.0/24   :80 whoami`,
   requires: { tools: ['ip', 'iptables-nft', 'tcpdump', 'socat', 'sysctl'] },
 
   async topology(lab) {
@@ -52,10 +52,14 @@ export default defineScenario({
   // Docker's network for the container: its default route, and the masquerade the write-up lists.
   async break({ container, iptables }) {
     await container.ip('route add default via 192.168.122.1');
-    await iptables.rules('-t nat -A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE');
+    await iptables.rules(
+      '-t nat -A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE',
+      // no target: it only counts the container's SYN, for the evidence
+      `-t nat -I POSTROUTING 1 -s 192.168.122.10 -d ${INTERNET} -p tcp --syn -m comment --comment syn-to-internet`,
+    );
   },
 
-  async evidence({ container, host }, check) {
+  async evidence({ container, host, iptables }, check) {
     const [onVeth, onUplink, counters] = await Promise.all([
       capture(host, 'veth-c', `(tcp and dst host ${INTERNET}) or icmp`),
       watchUplink(host),
@@ -66,10 +70,26 @@ export default defineScenario({
     const syn = await onVeth.waitFor((p) => p.dst === INTERNET && p.flags === 'S');
     // sent the same way with forwarding on: the SYN the rest is about
     check.contrast(syn !== undefined, "the container's SYN on its veth", onVeth.summary());
-    const drops = await dropped;
-    check.that(drops > 0, 'the host counts the SYN in Ip InAddrErrors', `InAddrErrors +${drops}`);
+    await dropped;
     await probe;
-    const [uplink, veth, sent] = await Promise.all([onUplink.stop(), onVeth.stop(), counters.delta('Icmp.OutDestUnreachs')]);
+    const [errors, rules] = await Promise.all([counters.delta('Ip.InAddrErrors', 'Icmp.OutDestUnreachs'), iptables.counters()]);
+    const [uplink, veth] = await Promise.all([onUplink.stop(), onVeth.stop()]);
+    // the counter counts any packet the host could not route: no more of them than the container's SYNs
+    const syns = veth.filter((p) => p.dst === INTERNET && p.flags === 'S').length;
+    check.that(
+      errors['Ip.InAddrErrors']! > 0 && errors['Ip.InAddrErrors']! <= syns,
+      "the host counts the container's SYNs in Ip InAddrErrors",
+      `InAddrErrors +${errors['Ip.InAddrErrors']} for ${syns} SYN(s) on veth-c`,
+    );
+    // the write-up's `0 0 MASQUERADE`: the drop comes before POSTROUTING. The rule's own counter also
+    // counts the bridge's IGMP reports from 192.168.122.1, so a counting rule beside it tells the SYN apart
+    const seen = counterOf(rules, 'syn-to-internet');
+    const masquerade = counterOf(rules, 'masquerade');
+    check.that(
+      seen.packets === 0,
+      "the container's SYN never reaches POSTROUTING, where MASQUERADE would rewrite it",
+      `[${seen.packets}:${seen.bytes}] ${seen.rule}; [${masquerade.packets}:${masquerade.bytes}] ${masquerade.rule}`,
+    );
     check.that(
       uplink.length === 0,
       'nothing on the uplink',
@@ -81,9 +101,9 @@ export default defineScenario({
     const icmp = veth.filter((p) => p.proto === 'icmp');
     // nor with forwarding on, where nothing is dropped: it tells this drop from one that answers
     check.contrast(
-      icmp.length === 0 && sent['Icmp.OutDestUnreachs'] === 0,
+      icmp.length === 0 && errors['Icmp.OutDestUnreachs'] === 0,
       'no ICMP error back to the container: a silent drop',
-      `${icmp.length} ICMP packet(s) on veth-c, Icmp OutDestUnreachs +${sent['Icmp.OutDestUnreachs']}`,
+      `${icmp.length} ICMP packet(s) on veth-c, Icmp OutDestUnreachs +${errors['Icmp.OutDestUnreachs']}`,
     );
   },
 
