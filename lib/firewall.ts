@@ -137,9 +137,10 @@ export class Iptables {
     return this.host.exec([`${this.command}-restore`, '-w', '--noflush'], { input: dedent(rules) });
   }
 
-  /** Every rule and policy counter; `quiet` for polls (demos collapse them). */
-  async counters(opts: { quiet?: boolean } = {}): Promise<RuleCounter[]> {
-    return parseIptablesSave((await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c'], opts)).stdout);
+  /** Every rule and policy counter, or one table's; `quiet` for polls (demos collapse them). */
+  async counters(opts: { quiet?: boolean; table?: string } = {}): Promise<RuleCounter[]> {
+    const table = opts.table ? ['-t', opts.table] : [];
+    return parseIptablesSave((await this.host.exec([IPTABLES_BACKENDS[this.backend].save, '-c', ...table], { quiet: opts.quiet })).stdout);
   }
 
   async counter(comment: string, opts: CounterOptions = {}): Promise<RuleCounter> {

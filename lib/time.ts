@@ -113,7 +113,7 @@ export function describeTimeBase(): string {
 export function shellTimeBase(names: Deadline[]): string {
   return [
     `# one time base: NETNS_LAB_SLOW=<factor>, or measured by timing ${CALIBRATION_RUNS} throwaway namespaces (${REFERENCE_MS} ms on the reference machine)`,
-    'if [ -n "${NETNS_LAB_SLOW:-}" ]; then SLOW10=$(awk -v f="$NETNS_LAB_SLOW" \'BEGIN { printf "%d", f * 10 }\')',
+    `if [ -n "\${NETNS_LAB_SLOW:-}" ]; then SLOW10=$(awk -v f="$NETNS_LAB_SLOW" 'BEGIN { printf "%d", f * 10 }')`,
     `else T0=$(date +%s%N); for _ in $(seq ${CALIBRATION_RUNS}); do unshare --net ip link set lo up; done`,
     `  SLOW10=$(( ($(date +%s%N) - T0) / 100000 / ${REFERENCE_MS} )); (( SLOW10 >= 10 )) || SLOW10=10; fi`,
     ...names.map((n) => `${n.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}_MS=$(( ${UNITS[n] * UNIT_MS} * SLOW10 / 10 ))`),

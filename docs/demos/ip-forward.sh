@@ -144,7 +144,7 @@ ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 phase "break"
 ip -n $L-container route add default via 192.168.122.1
 ip netns exec $L-host iptables-nft -w -t nat -A POSTROUTING -s 192.168.122.0/24 '!' -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE
-ip netns exec $L-host iptables-nft -w -t nat -I POSTROUTING 1 -s 192.168.122.10 -d 198.51.100.1 -p tcp --syn -m comment --comment syn-to-internet
+ip netns exec $L-host iptables-nft -w -t mangle -A POSTROUTING -s 192.168.122.10 -d 198.51.100.1 -p tcp --syn -m comment --comment syn-to-internet
 
 phase "evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-veth-c-1.pcap --print -i veth-c '(tcp and dst host 198.51.100.1) or icmp' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # capture on veth-c
@@ -153,9 +153,9 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-1.pcap -
 ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: n packet(s)
-ip netns exec $L-host iptables-nft-save -c
+ip netns exec $L-host iptables-nft-save -c -t mangle
 # the host counts the container's SYNs in Ip InAddrErrors: InAddrErrors +n for 1 SYN(s) on veth-c
-# the container's SYN never reaches POSTROUTING, where MASQUERADE would rewrite it: [0:0] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet; [0:0] -s 192.168.122.0/24 ! -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE
+# the container's SYN never reaches POSTROUTING, where MASQUERADE would rewrite it: [0:0] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet
 # nothing on the uplink: 0 packet(s) on eth0: 
 # no ICMP error back to the container: a silent drop: 0 ICMP packet(s) on veth-c, Icmp OutDestUnreachs +0
 stop h2
