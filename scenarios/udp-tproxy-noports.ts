@@ -13,21 +13,24 @@
  *
  * Every hop ends in a socket (v2ray on the host, v2ray on hkN, the whoami server), so the only
  * way from a container to 198.51.100.7 is the tunnel, and the whoami answer names the exit.
- * As the write-up traced it in the kernel: the TPROXY rule runs in br_nf_pre_routing(), the
- * bridge's own pass of PREROUTING, and sets skb->sk to v2ray's transparent socket. When the
- * frame re-enters the IP layer, ip_rcv_core() clones the shared skb and the clone has no
- * skb->sk; ip_sabotage_in() skips the IP-layer PREROUTING, so nothing sets it again. The
- * fwmark still routes the datagram to local delivery (table 10900), where the socket lookup
- * for 198.51.100.7:7 finds nothing: Udp NoPorts, no ICMP error back, no log line in v2ray.
- * TCP is untouched: REDIRECT rewrites the destination to 10.8.0.1:10900 and conntrack keeps
- * it. The fix is bridge-nf-call-iptables=0: the frame goes up to the IP layer unfiltered and
- * meets TPROXY there.
+ * The TPROXY rule runs in br_nf_pre_routing(), the bridge's own pass of PREROUTING (a physdev rule
+ * beside it counts each datagram), and its fwmark routes the datagram to local delivery (table
+ * 10900), where the socket lookup for 198.51.100.7:7 finds nothing: Udp NoPorts, no ICMP error back,
+ * no log line in v2ray. Traced on kernel 6.18 with tracefs (netif_receive_skb, kfree_skb and its
+ * stack, one datagram from c0): the same skb on vc0, then on br0, then freed in __udp4_lib_rcv() with
+ * reason NO_SOCKET, by way of br_nf_pre_routing_finish → netif_receive_skb → ip_rcv → nf_hook_slow →
+ * ip_sabotage_in → ip_local_deliver_finish: the IP layer's PREROUTING is skipped. No clone: the skb
+ * freed is the one that came in on vc0. The write-up's explanation, that ip_rcv_core() clones the
+ * shared skb and the clone loses skb->sk, is the author's; the trace does not show it. TCP is
+ * untouched: REDIRECT rewrites the destination to 10.8.0.1:10900 and conntrack keeps it. The fix is
+ * bridge-nf-call-iptables=0: the frame goes up to the IP layer unfiltered and meets TPROXY there.
  *
- * Docker loads br_netfilter and leaves bridge-nf-call-iptables=1: that is the topology here,
- * and the break is the write-up's rules. Its single `network: "tcp,udp"` inbound becomes two
- * inbounds on the same port, as V2Fly's dokodemo-door example has them: `tproxy: "redirect"`
- * for TCP, `tproxy: "tproxy"` (IP_TRANSPARENT) for UDP. The first outbound is a blackhole,
- * so a container no rule matches gets no answer rather than a misleading one.
+ * Docker loads br_netfilter and leaves bridge-nf-call-iptables=1: that is the topology here, and the
+ * break is the write-up's rules. V2Fly runs the author's single inbound: dokodemo-door for
+ * `network: "tcp,udp"` with `followRedirect` and no sockopt, which takes the REDIRECTed TCP and the
+ * TPROXYed UDP alike (with followRedirect V2Fly's tproxy mode defaults to "redirect", whose sockets
+ * are IP_TRANSPARENT, as TPROXY needs). The write-up leaves out the outbounds; here the first is a
+ * blackhole, so a container no rule matches gets no answer rather than a misleading one.
  */
 import type { Background } from '../lib/background.ts';
 import { counterWatch } from '../lib/evidence.ts';
@@ -60,16 +63,23 @@ interface Ctx {
   v2ray: Background;
 }
 
-/** The host's proxy, as the write-up configures it: dokodemo-door in, one socks tunnel per container. */
+/**
+ * The host's proxy: the write-up's inbound and routing as written. The log (debug, as the author
+ * turned it on) goes to stdout for the lab to read; the outbounds, which the write-up leaves out,
+ * are a socks tunnel to each remote machine.
+ */
 const HOST_CONFIG = `{
   "log": { "loglevel": "debug", "access": "", "error": "" },
   "inbounds": [
-    { "tag": "tproxy-tcp", "listen": "10.8.0.1", "port": ${PORT}, "protocol": "dokodemo-door",
-      "settings": { "network": "tcp", "followRedirect": true },
-      "streamSettings": { "sockopt": { "tproxy": "redirect" } } },
-    { "tag": "tproxy-udp", "listen": "10.8.0.1", "port": ${PORT}, "protocol": "dokodemo-door",
-      "settings": { "network": "udp", "followRedirect": true },
-      "streamSettings": { "sockopt": { "tproxy": "tproxy" } } }
+    {
+      "port": ${PORT},
+      "listen": "10.8.0.1",
+      "protocol": "dokodemo-door",
+      "settings": {
+        "network": "tcp,udp",
+        "followRedirect": true
+      }
+    }
   ],
   "outbounds": [
     { "tag": "block", "protocol": "blackhole" },
@@ -79,9 +89,9 @@ const HOST_CONFIG = `{
   ],
   "routing": {
     "rules": [
-      { "type": "field", "source": ["10.8.0.10"], "outboundTag": "hk0" },
-      { "type": "field", "source": ["10.8.0.11"], "outboundTag": "hk1" },
-      { "type": "field", "source": ["10.8.0.12"], "outboundTag": "hk2" }
+      { "type": "field", "outboundTag": "hk0", "source": ["10.8.0.10"] },
+      { "type": "field", "outboundTag": "hk1", "source": ["10.8.0.11"] },
+      { "type": "field", "outboundTag": "hk2", "source": ["10.8.0.12"] }
     ]
   }
 }
