@@ -62,6 +62,7 @@ export class Normalizer {
         .replace(/\bid=\d+/g, 'id=N')
         .replace(/portid=\d+/g, 'portid=N')
         .replace(/after \d+ ms/g, 'after N ms')
+        .replace(/\btime=\d+(\.\d+)? ms/g, 'time=N ms')
         .replace(/(\d+\.\d+\.\d+\.\d+)\.(\d+)\b/g, (_, ip, p) => `${ip}.${this.port(p)}`)
         .replace(/(\d+\.\d+\.\d+\.\d+):(\d+)\b/g, (_, ip, p) => `${ip}:${this.port(p)}`)
         .replace(/\b([sd]port)=(\d+)/g, (_, k, p) => `${k}=${this.port(p)}`)

@@ -8,7 +8,7 @@ import type { Host } from './topology.ts';
 export type ProbeOutcome = 'connected' | 'refused' | 'reset' | 'timeout' | 'unreachable';
 
 export interface ProbeResult {
-  kind: 'tcp' | 'udp' | 'http';
+  kind: 'tcp' | 'udp' | 'http' | 'icmp';
   from: string;
   to: string;
   outcome: ProbeOutcome;
@@ -136,9 +136,32 @@ export async function http(from: Host, url: string, opts: ProbeOptions = {}): Pr
   };
 }
 
+/** ICMP echo: one ping; ping itself matches the reply to its request (ICMP id and sequence) and checks its data. */
+export async function ping(from: Host, address: string, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  const started = performance.now();
+  const timeoutMs = probeDeadline(opts);
+  const res = await from.exec(['ping', '-n', '-c', '1', '-W', String(timeoutMs / 1000), address], {
+    check: false,
+    timeoutMs: timeoutMs + deadline('stopGrace'),
+  });
+  const reply = res.stdout.split('\n').find((l) => / bytes from /.test(l) && !/wrong data/.test(l));
+  const echoed = res.ok && reply !== undefined;
+  return {
+    kind: 'icmp',
+    from: from.name,
+    to: address,
+    outcome: echoed ? 'connected' : classify(`${res.stdout}${res.stderr}`, false, false),
+    payload: reply?.trim() ?? '',
+    token: '',
+    echoed,
+    detail: res.stderr.trim(),
+    durationMs: performance.now() - started,
+  };
+}
+
 export function describe(r: ProbeResult): string {
   const answer = r.payload ? ` answer "${r.payload.slice(0, 120)}"` : '';
-  return `${r.kind} ${r.from} -> ${r.to}: ${r.outcome}${r.echoed ? ' (token echoed)' : ''}${answer}${r.detail ? ` [${r.detail.replace(/\n/g, '; ')}]` : ''}`;
+  return `${r.kind} ${r.from} -> ${r.to}: ${r.outcome}${r.echoed ? (r.token ? ' (token echoed)' : ' (answered)') : ''}${answer}${r.detail ? ` [${r.detail.replace(/\n/g, '; ')}]` : ''}`;
 }
 
 // ---------------------------------------------------------------- servers

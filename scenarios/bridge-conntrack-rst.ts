@@ -10,6 +10,7 @@
  *   eth0 192.168.137.248/24 ══ veth-ha ─[br-lan137, no address]─ veth-lan137-1
  *                                                                   ║ (netplan's veth pair)
  *                                      ─[br-mellanox 192.168.137.250/24]─ veth-lan137-2
+ *   lan (a LAN device)                                         └─ veth-lan ══ eth0 192.168.137.10/24 :7 echo
  *                                      ─[br-da66fb6805df 172.18.0.1/16]─ veth-app ══ eth0 172.18.0.4/16
  *                                      Docker: ! -i br-da66fb6805df tcp dpt:5000            :5000 echo
  *                                              DNAT to 172.18.0.4:5000
@@ -45,13 +46,14 @@
  */
 import { capture, conntrackEvents, counterWatch, isReset, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
 import { counterWhere, Iptables, type IptablesBackend, type RuleCounter, type RuleRef } from '../lib/firewall.ts';
-import { describe, type ProbeResult, serve, tcp } from '../lib/probe.ts';
+import { describe, type ProbeResult, ping, serve, tcp } from '../lib/probe.ts';
 import { defineScenario, type ScenarioDefinition } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
 import { poll } from '../lib/wait.ts';
 
 const CLIENT = '192.168.137.248';
 const HOST = '192.168.137.250';
+const LAN_DEVICE = '192.168.137.10';
 const APP = '172.18.0.4';
 const PUBLISHED = `${HOST}:5000`;
 const LAN_BR = 'br-lan137';
@@ -97,6 +99,7 @@ const COUNTING_RULES = `
   *filter
   -I FORWARD 1 -d ${APP}/32 -p tcp --syn --dport 5000 -m comment --comment syn-to-app
   -I FORWARD 2 -i ${LAN_BR} -p tcp --tcp-flags SYN,ACK SYN,ACK -m conntrack --ctstate INVALID -m comment --comment invalid-synack
+  -I FORWARD 3 -i ${LAN_BR} -s ${HOST} -p tcp --sport 5000 --tcp-flags RST RST -m conntrack --ctstate INVALID -m comment --comment invalid-rst
   COMMIT`;
 
 /** A rule whose counter is evidence: its table and chain, and a piece of its iptables-save line. */
@@ -111,6 +114,7 @@ const ISOLATION_DROP = rule('filter', 'DOCKER-ISOLATION-STAGE-2', `-o ${APP_BR} 
 // rules the fixes add: without the fix there is none, and nothing is counted
 const USER_ACCEPT = { ...rule('filter', 'DOCKER-USER', `-i ${LAN_BR} -o ${APP_BR} -j ACCEPT`), absentIsZero: true };
 const INVALID_SYNACK = rule('filter', 'FORWARD', 'invalid-synack');
+const INVALID_RST = rule('filter', 'FORWARD', 'invalid-rst');
 const NOTRACK = { ...rule('raw', 'PREROUTING', `-i ${LAN_BR} -j NOTRACK`), absentIsZero: true };
 
 interface Ctx {
@@ -176,16 +180,17 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
   eth0 192.168.137.248/24 ══ veth-ha ─[br-lan137, no address]─ veth-lan137-1
                                                                   ║ (netplan's veth pair)
                                      ─[br-mellanox 192.168.137.250/24]─ veth-lan137-2
+  lan (a LAN device)                                         └─ veth-lan ══ eth0 192.168.137.10/24 :7 echo
                                      ─[br-da66fb6805df 172.18.0.1/16]─ veth-app ══ eth0 172.18.0.4/16
                                      Docker: ! -i br-da66fb6805df tcp dpt:5000            :5000 echo
                                              DNAT to 172.18.0.4:5000`,
     requires: {
-      tools: ['ip', backend === 'nft' ? 'iptables-nft' : 'iptables-legacy', 'tcpdump', 'conntrack', 'socat', 'stdbuf', 'sysctl'],
+      tools: ['ip', 'ping', backend === 'nft' ? 'iptables-nft' : 'iptables-legacy', 'tcpdump', 'conntrack', 'socat', 'stdbuf', 'sysctl'],
       features: ['bridge-netfilter', 'conntrack'],
     },
 
     async topology(lab) {
-      const { ha, host, app } = await lab.hostsNamed('ha', 'host', 'app');
+      const { ha, host, app, lan } = await lab.hostsNamed('ha', 'host', 'app', 'lan');
       const ipt = new Iptables(host, backend);
       // Ubuntu's rp_filter=2, before any link exists: `default` only reaches links created after it.
       // log_martians: the kernel names the rp_filter drop in the machine's log
@@ -194,14 +199,16 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         host.ip('link add veth-lan137-1 type veth peer name veth-lan137-2'),
         veth([host, 'veth-ha'], [ha, 'eth0', `${CLIENT}/24`]),
         veth([host, 'veth-app'], [app, 'eth0', `${APP}/16`]),
+        veth([host, 'veth-lan'], [lan, 'eth0', `${LAN_DEVICE}/24`]),
       ]);
       const [haLink] = await Promise.all([
         ha.exec('ip -j link show eth0'),
-        host.bridge('br-mellanox', { addr: `${HOST}/24`, ports: ['veth-lan137-2'] }),
+        host.bridge('br-mellanox', { addr: `${HOST}/24`, ports: ['veth-lan137-2', 'veth-lan'] }),
         host.bridge(LAN_BR, { ports: ['veth-lan137-1'] }),
         host.bridge(APP_BR, { addr: '172.18.0.1/16', ports: ['veth-app'] }),
         app.ip('route add default via 172.18.0.1'),
         serve(app, 'tcp', 5000, 'echo'),
+        serve(lan, 'tcp', 7, 'echo'),
       ]);
       await Promise.all([
         // an IP-less bridge still answers ARP for the host's addresses; arp_ignore=1 leaves that to
@@ -213,7 +220,12 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           [`net.ipv4.conf.${LAN_BR}.rp_filter`]: 2,
           [`net.ipv4.conf.${LAN_BR}.arp_ignore`]: 1,
         }),
-        ipt.restore(DOCKER_RULES).then(() => ipt.restore(COUNTING_RULES)),
+        ipt
+          .restore(DOCKER_RULES)
+          .then(() => ipt.restore(COUNTING_RULES))
+          // the write-up's LAN works across br-mellanox: with Docker's FORWARD policy DROP and bridge
+          // netfilter on, that takes a rule of the host's own, which the write-up does not show
+          .then(() => ipt.rules('-A FORWARD -i br-mellanox -o br-mellanox -j ACCEPT')),
       ]);
       return { ha, host, app, ipt, haMac: JSON.parse(haLink.stdout)[0].address };
     },
@@ -241,6 +253,21 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         },
 
         async evidence(ctx, check) {
+          // the write-up's symptoms: the LAN works, ping to the host works, only the published port fails
+          const [lanDevice, pinged] = await Promise.all([tcp(ctx.ha, `${LAN_DEVICE}:7`), ping(ctx.ha, HOST)]);
+          check.contrast(lanDevice.echoed, 'ha reaches a device on the LAN', describe(lanDevice));
+          check.contrast(pinged.echoed, `ha pings ${HOST}`, describe(pinged));
+          // an IP-less bridge still answers ARP for the host's addresses: arp_ignore=1 leaves it to br-mellanox
+          const [neigh, mellanox] = await Promise.all([
+            ctx.ha.exec(['ip', '-j', 'neigh', 'show', HOST]),
+            ctx.host.exec(['ip', '-j', 'link', 'show', 'br-mellanox']),
+          ]);
+          const used = JSON.parse(neigh.stdout)[0]?.lladdr;
+          check.contrast(
+            used === JSON.parse(mellanox.stdout)[0].address,
+            `ha sends to ${HOST} by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on ${LAN_BR})`,
+            `ha's neighbour ${HOST}: ${used ?? 'none'}; br-mellanox: ${JSON.parse(mellanox.stdout)[0].address}`,
+          );
           const { counted } = await connect(ctx, { stopWhen: DNAT });
           const seen = counted.show(DNAT, NAT_IN_LAN, NAT_IN_MELLANOX);
           // each retransmitted SYN is a new connection to conntrack (the one before was dropped
@@ -395,6 +422,8 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             `the app's RST from ${PUBLISHED} resets ha's established connection (curl: (56) Connection reset by peer)`,
             `Tcp EstabResets +${resets} in ha; ${atHa.find(resetFromApp)?.raw ?? 'no RST from :5000'}`,
           );
+          // the write-up's second "CT INVALID" log line: ha's RST had closed the entry that RST would have matched
+          check.that(counted(INVALID_RST) > 0, `that RST from ${PUBLISHED} is INVALID to conntrack too`, counted.show(INVALID_RST));
         },
 
         async fix({ ipt }) {

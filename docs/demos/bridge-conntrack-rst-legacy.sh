@@ -7,6 +7,7 @@
 #  eth0 192.168.137.248/24 ══ veth-ha ─[br-lan137, no address]─ veth-lan137-1
 #                                                                  ║ (netplan's veth pair)
 #                                     ─[br-mellanox 192.168.137.250/24]─ veth-lan137-2
+#  lan (a LAN device)                                         └─ veth-lan ══ eth0 192.168.137.10/24 :7 echo
 #                                     ─[br-da66fb6805df 172.18.0.1/16]─ veth-app ══ eth0 172.18.0.4/16
 #                                     Docker: ! -i br-da66fb6805df tcp dpt:5000            :5000 echo
 #                                             DNAT to 172.18.0.4:5000
@@ -18,7 +19,7 @@ umask 077
 mkdir -p "$S"
 W="$S/sh$$.d"        # helpers' logs and config files
 mkdir -p "$W"
-NS=""; for h in app ha host; do NS="$NS${NS:+,}\"$L-$h\""; done
+NS=""; for h in app ha host lan; do NS="$NS${NS:+,}\"$L-$h\""; done
 printf '{"id":"sh%s","scenario":"bridge-conntrack-rst-legacy","owner":{"pid":%s,"start":"%s"},"pidns":"%s","namespaces":[%s],"processes":[]}\n' \
   "$$" "$$" "$(awk '{print $22}' /proc/$$/stat)" "$(readlink /proc/$$/ns/pid)" "$NS" >"$S/.sh$$.tmp"
 mv "$S/.sh$$.tmp" "$S/sh$$.json"
@@ -76,6 +77,7 @@ phase "topology"
 ip netns add $L-app
 ip netns add $L-ha
 ip netns add $L-host
+ip netns add $L-lan
 cat > "$W/kernel-defaults.conf" <<'NETNS_LAB_EOF'
 # the kernel's IPv4 defaults, for what a new namespace copies from the machine's root namespace
 net.ipv4.ip_forward = 0
@@ -116,12 +118,15 @@ NETNS_LAB_EOF
 ip -n $L-app link set lo up
 ip -n $L-ha link set lo up
 ip -n $L-host link set lo up
+ip -n $L-lan link set lo up
 ip netns exec $L-app sysctl -q -p $W/kernel-defaults.conf
 ip netns exec $L-ha sysctl -q -p $W/kernel-defaults.conf
 ip netns exec $L-host sysctl -q -p $W/kernel-defaults.conf
 ip netns exec $L-host sysctl -qw net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2 net.ipv4.conf.all.log_martians=1
+ip netns exec $L-lan sysctl -q -p $W/kernel-defaults.conf
 ip -n $L-host link add veth-app type veth peer name eth0 netns $L-app
 ip -n $L-host link add veth-ha type veth peer name eth0 netns $L-ha
+ip -n $L-host link add veth-lan type veth peer name eth0 netns $L-lan
 ip -n $L-host link add veth-lan137-1 type veth peer name veth-lan137-2
 ip -n $L-app -batch - <<'NETNS_LAB_EOF'
 addr add 172.18.0.4/16 dev eth0
@@ -133,6 +138,11 @@ link set eth0 up
 NETNS_LAB_EOF
 ip -n $L-host link set veth-app up
 ip -n $L-host link set veth-ha up
+ip -n $L-host link set veth-lan up
+ip -n $L-lan -batch - <<'NETNS_LAB_EOF'
+addr add 192.168.137.10/24 dev eth0
+link set eth0 up
+NETNS_LAB_EOF
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 link add br-da66fb6805df type bridge
 addr add 172.18.0.1/16 dev br-da66fb6805df
@@ -152,6 +162,8 @@ link add br-mellanox type bridge
 addr add 192.168.137.250/24 dev br-mellanox
 link set veth-lan137-2 master br-mellanox
 link set veth-lan137-2 up
+link set veth-lan master br-mellanox
+link set veth-lan up
 link set br-mellanox up
 NETNS_LAB_EOF
 ip -n $L-app route add default via 172.18.0.1
@@ -191,11 +203,15 @@ COMMIT
 *filter
 -I FORWARD 1 -d 172.18.0.4/32 -p tcp --syn --dport 5000 -m comment --comment syn-to-app
 -I FORWARD 2 -i br-lan137 -p tcp --tcp-flags SYN,ACK SYN,ACK -m conntrack --ctstate INVALID -m comment --comment invalid-synack
+-I FORWARD 3 -i br-lan137 -s 192.168.137.250 -p tcp --sport 5000 --tcp-flags RST RST -m conntrack --ctstate INVALID -m comment --comment invalid-rst
 COMMIT
 NETNS_LAB_EOF
+ip netns exec $L-host iptables-legacy -w -A FORWARD -i br-mellanox -o br-mellanox -j ACCEPT
 ip netns exec $L-app socat -d -d TCP-LISTEN:5000,reuseaddr,fork PIPE >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # echo server on tcp/5000
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip -n $L-ha link show eth0
+ip netns exec $L-lan socat -d -d TCP-LISTEN:7,reuseaddr,fork PIPE >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # echo server on tcp/7
+ready h2 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "bridge-nf-call-iptables: break"
 ip -n $L-host link set veth-ha master br-lan137
@@ -211,86 +227,94 @@ COMMIT
 NETNS_LAB_EOF
 
 phase "bridge-nf-call-iptables: evidence"
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # tcp probe to 192.168.137.250:5000
+expect answered "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.10:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.10:7 2>&1 || true)"
+ip netns exec $L-ha ping -n -c 1 -W 1.9 192.168.137.250
+# ha reaches a device on the LAN: tcp ha -> 192.168.137.10:7: connected (token echoed) answer "netns-lab-token1-$$"
+# ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
+ip -n $L-ha neigh show 192.168.137.250
+ip -n $L-host link show br-mellanox
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 16:b5:66:87:48:44; br-mellanox: 16:b5:66:87:48:44
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
 # ... in nat PREROUTING with in-interface br-lan137: the bridge handed the frame to iptables: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
 # ... not as the SYN enters br-mellanox, where the author expected it: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
 
 phase "rp-filter: evidence"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-1.pcap --print -i eth0 'tcp port 5000' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
-ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect silent "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-1.pcap --print -i eth0 'tcp port 5000' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # capture on eth0
+ready h4 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
-# ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0
+# ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
-stop h3
+stop h4
 
 phase "rp-filter: fix"
 ip netns exec $L-host sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.br-lan137.rp_filter=0
 
 phase "rp-filter: proof"
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # tcp probe to 192.168.137.250:5000
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # the DNATed SYN now reaches FORWARD: FORWARD [syn-to-app] +n
 
 phase "docker-isolation: evidence"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-2.pcap --print -i eth0 'tcp port 5000' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
-ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-2.pcap --print -i eth0 'tcp port 5000' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on eth0
+ready h6 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on br-lan137: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # ... which drops it on its way into br-da66fb6805df: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
-stop h5
+stop h6
 
 phase "docker-isolation: fix"
 ip netns exec $L-host iptables-legacy -w -I DOCKER-USER 1 -i br-lan137 -o br-da66fb6805df -j ACCEPT
 
 phase "docker-isolation: proof"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-3.pcap --print -i eth0 'tcp port 5000' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on eth0
-ready h6 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # tcp probe to 192.168.137.250:5000
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-3.pcap --print -i eth0 'tcp port 5000' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eth0
+ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # the SYN reaches the app, from ha's own address: 00:00:00.000000 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the handshake completes: ha's ACK of the app's SYN-ACK reaches the app: 00:00:00.000000 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
 # the new DOCKER-USER rule accepts ha's packets before the isolation chains see them: DOCKER-USER [-i br-lan137 -o br-da66fb6805df -j ACCEPT] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +0
-stop h6
+stop h7
 
 phase "conntrack: evidence"
-ip netns exec $L-ha tcpdump -l -n --immediate-mode -U -w $W/ha-eth0-1.pcap --print -i eth0 'tcp and host 192.168.137.250' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eth0
-ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-4.pcap --print -i eth0 'tcp port 5000' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on eth0
+ip netns exec $L-ha tcpdump -l -n --immediate-mode -U -w $W/ha-eth0-1.pcap --print -i eth0 'tcp and host 192.168.137.250' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on eth0
 ready h9 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # conntrack event stream
-ready h10 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
-expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-4.pcap --print -i eth0 'tcp port 5000' >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # capture on eth0
+ready h10 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # conntrack event stream
+ready h11 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
+expect silent "netns-lab-token4-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.22508 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=22508 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.22508: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
-stop h8
+# that RST from 192.168.137.250:5000 is INVALID to conntrack too: FORWARD [invalid-rst] +n
 stop h9
 stop h10
+stop h11
 
 phase "conntrack: fix"
 ip netns exec $L-host iptables-legacy -w -t raw -I PREROUTING 1 -i br-lan137 -j NOTRACK
 
 phase "conntrack: proof"
-ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # conntrack event stream
-ready h11 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
-expect answered "netns-lab-token4-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # conntrack event stream
+ready h12 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
+expect answered "netns-lab-token5-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
-# ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token4-$$"
+# ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token5-$$"
 # no conntrack entry from 192.168.137.250:5000 in the reverse direction: none among n event(s)
 # NOTRACK takes the frames crossing br-lan137 out of conntrack: PREROUTING [-i br-lan137 -j NOTRACK] +n, PREROUTING [nat-in-br-lan137] +0, PREROUTING [nat-in-br-mellanox] +n
 # so the DNAT now happens as the SYN enters br-mellanox: PREROUTING [-i br-lan137 -j NOTRACK] +n, PREROUTING [nat-in-br-lan137] +0, PREROUTING [nat-in-br-mellanox] +n
-stop h11
+stop h12
 
 phase "notrack-alone: break"
 ip netns exec $L-host sysctl -qw net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.br-lan137.rp_filter=2
@@ -298,7 +322,7 @@ ip netns exec $L-host iptables-legacy -w -D DOCKER-USER -i br-lan137 -o br-da66f
 ip netns exec $L-host iptables-legacy -w -t raw -D PREROUTING -i br-lan137 -j NOTRACK
 
 phase "notrack-alone: evidence"
-expect silent "netns-lab-token5-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect silent "netns-lab-token6-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # ha gets no answer from the published port again: tcp ha -> 192.168.137.250:5000: timeout
 # its SYN is DNATed as it crosses br-lan137, as in the first stage: PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
@@ -308,13 +332,13 @@ phase "notrack-alone: fix"
 ip netns exec $L-host iptables-legacy -w -t raw -I PREROUTING 1 -i br-lan137 -j NOTRACK
 
 phase "notrack-alone: proof"
-expect answered "netns-lab-token6-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect answered "netns-lab-token7-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
-# ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token6-$$"
+# ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token7-$$"
 # NOTRACK keeps the frames crossing br-lan137 out of conntrack, so the DNAT happens as the SYN enters br-mellanox: PREROUTING [-i br-lan137 -j NOTRACK] +n, PREROUTING [nat-in-br-lan137] +0, PREROUTING [nat-in-br-mellanox] +n
+ip netns exec $L-host sysctl -n net.ipv4.conf.all.rp_filter
 ip netns exec $L-host sysctl -n net.ipv4.conf.br-lan137.rp_filter
 ip netns exec $L-host iptables-legacy -w -S DOCKER-USER
-ip netns exec $L-host sysctl -n net.ipv4.conf.all.rp_filter
 # with rp_filter left at 2 and Docker's isolation untouched: no DOCKER-USER accept: rp_filter all=2 br-lan137=2; DOCKER-USER: -N DOCKER-USER
 
 echo

@@ -105,12 +105,15 @@ cat > "$W/host.json" <<'NETNS_LAB_EOF'
 {
   "log": { "loglevel": "debug", "access": "", "error": "" },
   "inbounds": [
-    { "tag": "tproxy-tcp", "listen": "10.8.0.1", "port": 10900, "protocol": "dokodemo-door",
-      "settings": { "network": "tcp", "followRedirect": true },
-      "streamSettings": { "sockopt": { "tproxy": "redirect" } } },
-    { "tag": "tproxy-udp", "listen": "10.8.0.1", "port": 10900, "protocol": "dokodemo-door",
-      "settings": { "network": "udp", "followRedirect": true },
-      "streamSettings": { "sockopt": { "tproxy": "tproxy" } } }
+    {
+      "port": 10900,
+      "listen": "10.8.0.1",
+      "protocol": "dokodemo-door",
+      "settings": {
+        "network": "tcp,udp",
+        "followRedirect": true
+      }
+    }
   ],
   "outbounds": [
     { "tag": "block", "protocol": "blackhole" },
@@ -120,9 +123,9 @@ cat > "$W/host.json" <<'NETNS_LAB_EOF'
   ],
   "routing": {
     "rules": [
-      { "type": "field", "source": ["10.8.0.10"], "outboundTag": "hk0" },
-      { "type": "field", "source": ["10.8.0.11"], "outboundTag": "hk1" },
-      { "type": "field", "source": ["10.8.0.12"], "outboundTag": "hk2" }
+      { "type": "field", "outboundTag": "hk0", "source": ["10.8.0.10"] },
+      { "type": "field", "outboundTag": "hk1", "source": ["10.8.0.11"] },
+      { "type": "field", "outboundTag": "hk2", "source": ["10.8.0.12"] }
     ]
   }
 }
