@@ -2,7 +2,7 @@
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
 import { deadline } from './time.ts';
-import type { Host } from './topology.ts';
+import { type Host, words } from './topology.ts';
 import { poll, waitFor } from './wait.ts';
 
 // ---------------------------------------------------------------- tcpdump
@@ -146,6 +146,38 @@ export async function capture(host: Host, iface: string, filter = ''): Promise<C
   const started = new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^(tcpdump: )?listening on' }));
   await started.countUnfiltered();
   return started;
+}
+
+// ---------------------------------------------------------------- routing decisions
+
+export interface RouteDecision {
+  gateway?: string;
+  dev?: string;
+  /** The table the lookup ended in (ip leaves out main). */
+  table: string;
+  /** The kernel's answer as `ip route get` prints it, or its error. */
+  line: string;
+}
+
+/** The route the kernel picks for a packet described as `ip route get` takes it: `1.1.1.1 from 10.42.0.135 iif cni0 mark 0x100`. */
+export async function routeGet(host: Host, packet: string): Promise<RouteDecision> {
+  const res = await host.exec(['ip', '-j', 'route', 'get', ...words(packet)], { check: false });
+  // an unroutable packet is an answer too (unreachable, rp_filter's cross-device refusal)
+  if (!res.ok) return { table: '', line: res.stderr.trim() || `ip route get ${packet}: exit ${res.exitCode}` };
+  return parseRouteGet(res.stdout);
+}
+
+/** Parses `ip -j route get` output. */
+export function parseRouteGet(json: string): RouteDecision {
+  const [r = {}] = JSON.parse(json) as Array<Record<string, any>>;
+  const table = String(r.table ?? 'main');
+  const parts = [r.dst, r.from && `from ${r.from}`, r.gateway && `via ${r.gateway}`, r.dev && `dev ${r.dev}`];
+  parts.push(
+    table !== 'main' && `table ${table}`,
+    r.mark !== undefined && `mark 0x${Number(r.mark).toString(16)}`,
+    r.iif && `iif ${r.iif}`,
+  );
+  return { gateway: r.gateway, dev: r.dev, table, line: parts.filter(Boolean).join(' ') };
 }
 
 // ---------------------------------------------------------------- conntrack

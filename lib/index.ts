@@ -15,8 +15,11 @@ export {
   isSynAck,
   type Packet,
   parseConntrackEvent,
+  parseRouteGet,
   parseSnmp,
   parseTcpdumpLine,
+  type RouteDecision,
+  routeGet,
   snmp,
 } from './evidence.ts';
 export { CommandError, type RunResult } from './exec.ts';

@@ -24,7 +24,7 @@
  * values). With strict rp_filter (1) the client's SYN is already dropped on eno2, because the
  * reverse route to 1.1.1.1 also points into Meta: a different failure.
  */
-import { capture, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
+import { capture, isSyn, isSynAck, type Packet, type RouteDecision, routeGet } from '../lib/evidence.ts';
 import { Nft } from '../lib/firewall.ts';
 import { describe, serve, tcp } from '../lib/probe.ts';
 import { cidrComplement } from '../lib/routes.ts';
@@ -34,6 +34,9 @@ import { type Host, veth } from '../lib/topology.ts';
 const CLIENT = '1.1.1.1';
 const PUBLIC = '114.154.19.19';
 const HOST = '192.168.3.7';
+const POD = '10.42.0.135';
+/** The mark the write-up's fix gives inbound connections. */
+const MARK = '0x100';
 
 /** The IPv4 part of the write-up's tun `route-exclude-address`. */
 export const ROUTE_EXCLUDE = [
@@ -79,6 +82,14 @@ async function synAckIntoTun({ client, host }: Ctx, check: Check): Promise<void>
     waiting?.stdout.trim() || 'no socket in SYN-SENT',
   );
 }
+
+/**
+ * The write-up's pod and bridge in the lookup the kernel makes for the pod's reply to the client: it enters
+ * from cni0 and is routed before the de-NAT, still from the pod's own address.
+ */
+const replyRoute = ({ host }: Ctx, mark?: string) => routeGet(host, `${CLIENT} from ${POD} iif cni0${mark ? ` mark ${mark}` : ''}`);
+const intoMeta = (r: RouteDecision) => r.gateway === '198.18.0.2' && r.dev === 'Meta' && r.table === '2022';
+const byMain = (r: RouteDecision) => r.gateway === '192.168.3.1' && r.dev === 'eno2' && r.table === 'main';
 
 /** The client reaches the pod through the router's port forward, and the pod sees the client's own address. */
 async function podAnswers({ client }: Ctx, check: Check): Promise<void> {
@@ -126,7 +137,7 @@ export default defineScenario<Ctx>({
     await Promise.all([
       veth([client, 'eth0', `${CLIENT}/32`], [router, 'wan0', `${PUBLIC}/32`]),
       veth([router, 'lan0', '192.168.3.1/24'], [host, 'eno2', `${HOST}/24`]),
-      veth([host, 'veth-pod'], [pod, 'eth0', '10.42.0.135/24']),
+      veth([host, 'veth-pod'], [pod, 'eth0', `${POD}/24`]),
     ]);
     const nft = new Nft(host);
     await Promise.all([
@@ -200,6 +211,8 @@ export default defineScenario<Ctx>({
       },
 
       async evidence(ctx, check) {
+        const route = await replyRoute(ctx);
+        check.that(intoMeta(route), "the kernel routes the pod's reply to the client into Meta: rule 9003, table 2022", route.line);
         await synAckIntoTun(ctx, check);
         // the host's own replies are routed with iif lo: rule 9003 lets them go by main
         const own = await tcp(ctx.client, `${PUBLIC}:8100`);
@@ -216,6 +229,8 @@ export default defineScenario<Ctx>({
       },
 
       async proof(ctx, check) {
+        const route = await replyRoute(ctx);
+        check.that(byMain(route), "the pod's reply to the client is routed by main again: via 192.168.3.1 dev eno2", route.line);
         await podAnswers(ctx, check);
         const out = await podCallsOut(ctx);
         check.that(out.eno2.length > 0, 'the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2', out.seen);
@@ -232,6 +247,9 @@ export default defineScenario<Ctx>({
       },
 
       async evidence(ctx, check) {
+        // the pod's SYN-ACK as it would be once conntrack gives it the fix's mark back: without rule 5000 the mark changes nothing
+        const route = await replyRoute(ctx, MARK);
+        check.that(intoMeta(route), `the pod's reply is routed into Meta even carrying the mark ${MARK}: no rule routes by it`, route.line);
         await synAckIntoTun(ctx, check);
       },
 
@@ -241,11 +259,11 @@ export default defineScenario<Ctx>({
           table inet k8s_bypass {
             chain prerouting {
               type filter hook prerouting priority -150; policy accept;
-              iifname "eno2" fib daddr type local ct state new ct mark set 0x100 counter comment "mark-inbound"
-              iifname != "eno2" ct mark 0x100 meta mark set ct mark counter comment "restore-mark"
+              iifname "eno2" fib daddr type local ct state new ct mark set ${MARK} counter comment "mark-inbound"
+              iifname != "eno2" ct mark ${MARK} meta mark set ct mark counter comment "restore-mark"
             }
           }`);
-        await host.ip('rule add fwmark 0x100 lookup main pref 5000');
+        await host.ip(`rule add fwmark ${MARK} lookup main pref 5000`);
       },
 
       async proof(ctx, check) {
@@ -255,6 +273,19 @@ export default defineScenario<Ctx>({
           restored.packets > 0,
           "the pod's replies got the mark back from conntrack",
           `restore-mark counter ${restored.packets} packet(s)`,
+        );
+        // the lookup of the SYN-ACK as restore-mark hands it to routing
+        const marked = await replyRoute(ctx, MARK);
+        check.that(
+          byMain(marked),
+          `the pod's reply carrying the mark ${MARK} is routed by main (rule 5000): via 192.168.3.1 dev eno2`,
+          marked.line,
+        );
+        const unmarked = await replyRoute(ctx);
+        check.contrast(
+          intoMeta(unmarked),
+          'a packet from the pod without the mark is still routed into Meta: only the mark takes the replies out of table 2022',
+          unmarked.line,
         );
         const out = await podCallsOut(ctx);
         // as without the fix: this fix costs the pods nothing

@@ -1,7 +1,7 @@
 // Parsers on recorded real output (test/fixtures, captured on kernel 6.18 with Debian 12's tools).
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { isReset, isSyn, isSynAck, parseConntrackEvent, parseSnmp, parseTcpdumpLine } from '../../lib/evidence.ts';
+import { isReset, isSyn, isSynAck, parseConntrackEvent, parseRouteGet, parseSnmp, parseTcpdumpLine } from '../../lib/evidence.ts';
 import { counterOf, iptablesWords, parseIptablesSave, parseNftCounters } from '../../lib/firewall.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -131,5 +131,27 @@ describe('SNMP and netstat tables', () => {
     expect(counters['Udp.NoPorts']).toBeTypeOf('number');
     expect(counters['TcpExt.IPReversePathFilter']).toBeTypeOf('number');
     expect(counters['Ip.Forwarding']).toBeGreaterThan(0);
+  });
+});
+
+describe('ip route get', () => {
+  test('a lookup that ends in another table names it, one in main does not', () => {
+    const meta = parseRouteGet(
+      '[{"dst":"1.1.1.1","from":"10.42.0.135","gateway":"198.18.0.2","dev":"Meta","table":"2022","flags":[],"cache":[],"iif":"cni0"}]',
+    );
+    expect(meta).toEqual({
+      gateway: '198.18.0.2',
+      dev: 'Meta',
+      table: '2022',
+      line: '1.1.1.1 from 10.42.0.135 via 198.18.0.2 dev Meta table 2022 iif cni0',
+    });
+    const main = parseRouteGet(
+      '[{"dst":"1.1.1.1","from":"10.42.0.135","gateway":"192.168.3.1","dev":"eno2","flags":[],"mark":256,"cache":[],"iif":"cni0"}]',
+    );
+    expect(main).toMatchObject({
+      dev: 'eno2',
+      table: 'main',
+      line: '1.1.1.1 from 10.42.0.135 via 192.168.3.1 dev eno2 mark 0x100 iif cni0',
+    });
   });
 });
