@@ -11,22 +11,28 @@
  *                                          ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
  *                                          CNI-HOSTPORT-DNAT :8443           :8443 service
  *                                          Meta 198.18.0.1/30 (mihomo's tun)
+ *                                          inet mihomo: tcp redirect to :43591
  *
  * The client's SYN to :8443 enters on eno2, is DNATed to the pod and routed to cni0 (rule 9002
  * finds 10.42.0.0/24 in main). The pod's SYN-ACK enters the host on cni0, bound for 1.1.1.1:
  * rule 9003 `not iif lo lookup 2022` matches it, table 2022 sends it into Meta, and mihomo's
  * TCP stack, which never saw the SYN, drops it. The host's own :8100 answers because replies
  * the host generates itself are routed with iif lo. The write-up weighs two fixes:
- * exclude cni0 as mihomo's exclude-interface would (the pods' own traffic is no longer proxied),
+ * exclude cni0 as mihomo's exclude-interface would (the write-up: the pods are no longer proxied),
  * or mark inbound connections in conntrack and route their replies by main, before rule 9000.
+ *
+ * The author also runs auto-redirect: its `inet mihomo` table redirects every new TCP connection
+ * not bound for an excluded address to mihomo's port 43591 in the nat hooks, before routing. The
+ * reply never passes a nat hook, so the breakage is the same; but the pods' own TCP reaches mihomo
+ * under both fixes, and what exclude-interface costs is their UDP only.
  *
  * rp_filter is 2 on the host, as Ubuntu ships it (a fresh namespace copies the machine's
  * values). With strict rp_filter (1) the client's SYN is already dropped on eno2, because the
  * reverse route to 1.1.1.1 also points into Meta: a different failure.
  */
-import { capture, isSyn, isSynAck, type Packet, type RouteDecision, routeGet } from '../lib/evidence.ts';
-import { Nft } from '../lib/firewall.ts';
-import { describe, serve, tcp } from '../lib/probe.ts';
+import { capture, isSynAck, type Packet, type RouteDecision, routeGet } from '../lib/evidence.ts';
+import { counterWhere, Nft } from '../lib/firewall.ts';
+import { describe, serve, tcp, udp } from '../lib/probe.ts';
 import { cidrComplement } from '../lib/routes.ts';
 import { type Check, defineScenario } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
@@ -101,16 +107,30 @@ async function podAnswers({ client }: Ctx, check: Check): Promise<void> {
   );
 }
 
-/** A connection the pod starts itself (a bot calling its API): where does its SYN leave the host? */
-async function podCallsOut({ host, pod }: Ctx) {
-  const [meta, eno2] = await Promise.all([capture(host, 'Meta', 'tcp port 443'), capture(host, 'eno2', 'tcp port 443')]);
-  const syn = (p: Packet) => isSyn(p) && p.dst === CLIENT && p.dport === 443;
-  // a SYN takes one route: the first interface it shows up on decides
-  const result = await tcp(pod, `${CLIENT}:443`, { stopWhen: Promise.race([meta.waitFor(syn), eno2.waitFor(syn)]) });
+/** Packets mihomo's TCP redirect in prerouting has taken so far. */
+const redirected = async (nft: Nft) =>
+  counterWhere(await nft.counters(), { table: 'inet mihomo', chain: 'prerouting', has: '"redirect"' }).packets;
+
+/** A connection the pod starts itself (a bot calling its API): who answers it? */
+async function podConnects({ pod, nft }: Ctx) {
+  const before = await redirected(nft);
+  const result = await tcp(pod, `${CLIENT}:443`);
+  const count = (await redirected(nft)) - before;
+  // the client sees the router's address; only the host's listener sees the pod's own
+  const proxied = result.echoed && result.payload.endsWith(`from ${POD}`) && count > 0;
+  return { proxied, seen: `${describe(result)}; mihomo's redirect rule took ${count} packet(s)` };
+}
+
+/** A datagram the pod sends itself (QUIC to the same API): auto-redirect leaves UDP to the routing rules. Where does it leave the host? */
+async function podSendsUdp({ host, pod }: Ctx) {
+  const [meta, eno2] = await Promise.all([capture(host, 'Meta', 'udp port 443'), capture(host, 'eno2', 'udp port 443')]);
+  const out = (p: Packet) => p.dst === CLIENT && p.dport === 443;
+  // a datagram takes one route: the first interface it shows up on decides
+  const result = await udp(pod, `${CLIENT}:443`, { stopWhen: Promise.race([meta.waitFor(out), eno2.waitFor(out)]) });
   const [onMeta, onEno2] = await Promise.all([meta.stop(), eno2.stop()]);
-  const syns = { meta: onMeta.filter(syn), eno2: onEno2.filter(syn) };
-  const first = (list: Packet[]) => list[0]?.raw ?? 'no SYN';
-  return { ...syns, seen: `Meta: ${first(syns.meta)}; eno2: ${first(syns.eno2)}; ${describe(result)}` };
+  const seen = { meta: onMeta.filter(out), eno2: onEno2.filter(out) };
+  const first = (list: Packet[]) => list[0]?.raw ?? 'nothing';
+  return { ...seen, seen: `Meta: ${first(seen.meta)}; eno2: ${first(seen.eno2)}; ${describe(result)}` };
 }
 
 export default defineScenario<Ctx>({
@@ -120,7 +140,7 @@ export default defineScenario<Ctx>({
   writeupTitle: '如何优雅的让 mihomo 和你的容器中的其他服务共存',
   breaks: "a published pod hangs for outside clients: its SYN-ACK enters the tun (rule 9003, table 2022); the host's own service answers",
   fixes:
-    'ip rule iif cni0 goto 9010 (pods no longer proxied), or ct mark 0x100 inbound connections and ip rule fwmark 0x100 lookup main pref 5000',
+    "ip rule iif cni0 goto 9010 (the pods' UDP no longer proxied; auto-redirect still takes their TCP), or ct mark 0x100 inbound connections and ip rule fwmark 0x100 lookup main pref 5000 (pods still proxied)",
   picture: `
   client          router                 host                              pod
   eth0 1.1.1.1 ══ wan0 114.154.19.19
@@ -129,7 +149,8 @@ export default defineScenario<Ctx>({
                   masquerade lan         :8100 host service
                                          ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
                                          CNI-HOSTPORT-DNAT :8443           :8443 service
-                                         Meta 198.18.0.1/30 (mihomo's tun)`,
+                                         Meta 198.18.0.1/30 (mihomo's tun)
+                                         inet mihomo: tcp redirect to :43591`,
   requires: { tools: ['ip', 'nft', 'tcpdump', 'socat', 'sysctl'], features: ['tun'] },
 
   async topology(lab) {
@@ -185,6 +206,8 @@ export default defineScenario<Ctx>({
       serve(pod, 'tcp', 8443, 'whoami'),
       serve(host, 'tcp', 8100, 'whoami'),
       serve(client, 'tcp', 443, 'whoami'),
+      // stands for mihomo's listener behind its auto-redirect
+      serve(host, 'tcp', 43591, 'whoami'),
     ]);
     return { client, host, pod, nft };
   },
@@ -192,10 +215,10 @@ export default defineScenario<Ctx>({
   stages: [
     {
       name: 'exclude-interface',
-      title: 'exclude cni0 from the tun, as exclude-interface does: replies work, pods are no longer proxied',
+      title: "exclude cni0 from the tun, as exclude-interface does: replies work, the pods' UDP is no longer proxied",
 
-      // mihomo's auto-route as the write-up lists it: rules 9000-9010, and table 2022 into Meta
-      async break({ host }) {
+      // mihomo's auto-route as the write-up lists it: rules 9000-9010, table 2022 into Meta, and auto-redirect's table
+      async break({ host, nft }) {
         await host.ip(
           'rule add iif docker0 goto 9010 pref 9000',
           'rule add iif tailscale0 goto 9010 pref 9000',
@@ -208,6 +231,35 @@ export default defineScenario<Ctx>({
           'rule add nop pref 9010',
           ...cidrComplement(ROUTE_EXCLUDE).map((cidr) => `route add ${cidr} via 198.18.0.2 dev Meta table 2022`),
         );
+        // as the write-up lists it, with counters from 0; nft refuses the `return` mihomo puts after a redirect
+        // (through netlink), which never runs
+        await nft.apply(`
+          table inet mihomo {
+            set inet4_local_address_set {
+              type ipv4_addr
+              flags interval
+              elements = { 10.42.0.0/24, 100.116.84.48,
+                           127.0.0.0/8, 172.17.0.0/16,
+                           172.21.0.0-172.26.255.255, 172.28.0.0/15,
+                           192.168.3.0/24, 198.18.0.0/30 }
+            }
+            chain output {
+              type nat hook output priority mangle; policy accept;
+              oifname "Meta" meta nfproto ipv4 meta l4proto tcp counter redirect to :43591
+            }
+            chain prerouting {
+              type nat hook prerouting priority dstnat + 1; policy accept;
+              iifname "Meta" counter return
+              iifname "tailscale0" counter return
+              ip daddr { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16 } counter return
+              ip6 daddr { fc00::/7 } counter return
+              ip saddr @inet4_local_address_set meta l4proto { tcp, udp } th dport 53 counter dnat ip to 198.18.0.2
+              ip daddr @inet4_local_address_set counter return
+              tcp option mptcp exists counter drop
+              meta nfproto ipv6 counter reject with icmpv6 no-route
+              meta nfproto ipv4 meta l4proto tcp counter redirect to :43591
+            }
+          }`);
       },
 
       async evidence(ctx, check) {
@@ -232,9 +284,12 @@ export default defineScenario<Ctx>({
         const route = await replyRoute(ctx);
         check.that(byMain(route), "the pod's reply to the client is routed by main again: via 192.168.3.1 dev eno2", route.line);
         await podAnswers(ctx, check);
-        const out = await podCallsOut(ctx);
-        check.that(out.eno2.length > 0, 'the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2', out.seen);
-        check.that(out.meta.length === 0, '... and never enters Meta: the proxy no longer sees the pods', out.seen);
+        const out = await podSendsUdp(ctx);
+        check.that(out.eno2.length > 0, 'the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2', out.seen);
+        check.that(out.meta.length === 0, "... and never enters Meta: the proxy no longer sees the pods' UDP", out.seen);
+        // auto-redirect acts in the nat hook, before the routing rules this fix changes
+        const conn = await podConnects(ctx);
+        check.contrast(conn.proxied, "a connection the pod starts to 1.1.1.1:443 is still answered by mihomo's :43591", conn.seen);
       },
     },
     {
@@ -287,13 +342,11 @@ export default defineScenario<Ctx>({
           'a packet from the pod without the mark is still routed into Meta: only the mark takes the replies out of table 2022',
           unmarked.line,
         );
-        const out = await podCallsOut(ctx);
         // as without the fix: this fix costs the pods nothing
-        check.contrast(
-          out.meta.length > 0,
-          'a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it',
-          out.seen,
-        );
+        const conn = await podConnects(ctx);
+        check.contrast(conn.proxied, "a connection the pod starts to 1.1.1.1:443 is still answered by mihomo's :43591", conn.seen);
+        const out = await podSendsUdp(ctx);
+        check.contrast(out.meta.length > 0, 'a datagram the pod sends to 1.1.1.1:443 still enters Meta: the proxy still gets it', out.seen);
         check.contrast(out.eno2.length === 0, '... and not eno2', out.seen);
       },
     },
