@@ -378,7 +378,8 @@ function unclaimed(text: string, watches: Step[]): string {
     const target = probeTarget(w);
     if (!target || !w.host) return t;
     const probe = literal(`${target.proto} ${w.host} -> ${target.ip}:${target.port}: `);
-    const outcome = new RegExp(`(${probe})\\w+(?: \\(token echoed\\))?(?: answer "[^"]*")?(?: \\[[^\\]]*\\])?`, 'g');
+    // the detail in brackets may hold socat[PID] itself
+    const outcome = new RegExp(`(${probe})\\w+(?: \\(token echoed\\))?(?: answer "[^"]*")?(?: \\[(?:[^[\\]]|\\[[^\\]]*\\])*\\])?`, 'g');
     return t.replace(outcome, '$1stopped once its packet showed');
   }, text);
 }

@@ -11,6 +11,7 @@
 #                                         ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
 #                                         CNI-HOSTPORT-DNAT :8443           :8443 service
 #                                         Meta 198.18.0.1/30 (mihomo's tun)
+#                                         inet mihomo: tcp redirect to :43591
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
@@ -198,12 +199,14 @@ table ip nat {
 NETNS_LAB_EOF
 ip netns exec $L-client socat -d -d TCP-LISTEN:443,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/443
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-ip netns exec $L-host socat -d -d TCP-LISTEN:8100,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # whoami server on tcp/8100
+ip netns exec $L-host socat -d -d TCP-LISTEN:43591,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # whoami server on tcp/43591
 ready h2 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-ip netns exec $L-host socat -u TUN:198.18.0.1/30,tun-name=Meta,tun-type=tun,iff-no-pi,iff-up OPEN:/dev/null >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # Meta: a tun whose reader discards everything
-ready h3 'ip -n $L-host link show Meta | grep -q LOWER_UP'
-ip netns exec $L-pod socat -d -d TCP-LISTEN:8443,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # whoami server on tcp/8443
-ready h4 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+ip netns exec $L-host socat -d -d TCP-LISTEN:8100,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # whoami server on tcp/8100
+ready h3 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+ip netns exec $L-host socat -u TUN:198.18.0.1/30,tun-name=Meta,tun-type=tun,iff-no-pi,iff-up OPEN:/dev/null >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # Meta: a tun whose reader discards everything
+ready h4 'ip -n $L-host link show Meta | grep -q LOWER_UP'
+ip netns exec $L-pod socat -d -d TCP-LISTEN:8443,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # whoami server on tcp/8443
+ready h5 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "exclude-interface: break"
 ip -n $L-host -batch - <<'NETNS_LAB_EOF'
@@ -269,45 +272,83 @@ route add 200.0.0.0/5 via 198.18.0.2 dev Meta table 2022
 route add 208.0.0.0/4 via 198.18.0.2 dev Meta table 2022
 route add 224.0.0.0/3 via 198.18.0.2 dev Meta table 2022
 NETNS_LAB_EOF
+ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
+table inet mihomo {
+  set inet4_local_address_set {
+    type ipv4_addr
+    flags interval
+    elements = { 10.42.0.0/24, 100.116.84.48,
+                 127.0.0.0/8, 172.17.0.0/16,
+                 172.21.0.0-172.26.255.255, 172.28.0.0/15,
+                 192.168.3.0/24, 198.18.0.0/30 }
+  }
+  chain output {
+    type nat hook output priority mangle; policy accept;
+    oifname "Meta" meta nfproto ipv4 meta l4proto tcp counter redirect to :43591
+  }
+  chain prerouting {
+    type nat hook prerouting priority dstnat + 1; policy accept;
+    iifname "Meta" counter return
+    iifname "tailscale0" counter return
+    ip daddr { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16 } counter return
+    ip6 daddr { fc00::/7 } counter return
+    ip saddr @inet4_local_address_set meta l4proto { tcp, udp } th dport 53 counter dnat ip to 198.18.0.2
+    ip daddr @inet4_local_address_set counter return
+    tcp option mptcp exists counter drop
+    meta nfproto ipv6 counter reject with icmpv6 no-route
+    meta nfproto ipv4 meta l4proto tcp counter redirect to :43591
+  }
+}
+NETNS_LAB_EOF
 
 phase "exclude-interface: evidence"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-1.pcap --print -i Meta 'tcp port 8443' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on Meta
-ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0
+# the kernel routes the pod's reply to the client into Meta: rule 9003, table 2022: 1.1.1.1 from 10.42.0.135 via 198.18.0.2 dev Meta table 2022 iif cni0
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-1.pcap --print -i Meta 'tcp port 8443' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on Meta
+ready h6 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
 # the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 00:00:00.000000 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT1 114.154.19.19:8443
 expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
 # in the same state the host's own :8100 answers the client: tcp client -> 114.154.19.19:8100: connected (token echoed) answer "netns-lab-token2-$$ from 1.1.1.1"
-stop h5
+stop h6
 
 phase "exclude-interface: fix"
 ip -n $L-host rule add iif cni0 goto 9010 pref 9000
 
 phase "exclude-interface: proof"
+ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0
+# the pod's reply to the client is routed by main again: via 192.168.3.1 dev eno2: 1.1.1.1 from 10.42.0.135 via 192.168.3.1 dev eno2 iif cni0
 expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token3-$$ from 1.1.1.1"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-2.pcap --print -i Meta 'tcp port 443' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # capture on Meta
-ready h6 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'tcp port 443' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eno2
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-2.pcap --print -i Meta 'udp port 443' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on Meta
 ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # tcp probe to 1.1.1.1:443
-# the cost: a connection the pod starts to 1.1.1.1:443 leaves by eno2: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
-# ... and never enters Meta: the proxy no longer sees the pods: Meta: no SYN; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; tcp pod -> 1.1.1.1:443: connected
-stop h6
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'udp port 443' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eno2
+ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-pod socat -d -d - UDP:1.1.1.1:443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # udp probe to 1.1.1.1:443
+# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558668048000, 8192): Connection refused]
+# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558668048000, 8192): Connection refused]
+ip netns exec $L-host nft list ruleset
+expect answered "netns-lab-token4-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)"
+ip netns exec $L-host nft list ruleset
+# a connection the pod starts to 1.1.1.1:443 is still answered by mihomo's :43591: tcp pod -> 1.1.1.1:443: connected (token echoed) answer "netns-lab-token4-$$ from 10.42.0.135"; mihomo's redirect rule took n packet(s)
 stop h7
+stop h8
 
 phase "mark-replies: break"
 ip -n $L-host rule del iif cni0 goto 9010 pref 9000
 
 phase "mark-replies: evidence"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-3.pcap --print -i Meta 'tcp port 8443' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on Meta
-ready h9 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect silent "netns-lab-token4-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0 mark 0x100
+# the pod's reply is routed into Meta even carrying the mark 0x100: no rule routes by it: 1.1.1.1 from 10.42.0.135 via 198.18.0.2 dev Meta table 2022 mark 0x100 iif cni0
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-3.pcap --print -i Meta 'tcp port 8443' >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # capture on Meta
+ready h10 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+expect silent "netns-lab-token5-$$" "evidence: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
 # the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 00:00:00.000000 IP 192.168.3.7.8443 > 1.1.1.1.PORT3: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT3 114.154.19.19:8443
-stop h9
+stop h10
 
 phase "mark-replies: fix"
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
@@ -322,19 +363,27 @@ NETNS_LAB_EOF
 ip -n $L-host rule add fwmark 0x100 lookup main pref 5000
 
 phase "mark-replies: proof"
-expect answered "netns-lab-token5-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
-# the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token5-$$ from 1.1.1.1"
+expect answered "netns-lab-token6-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+# the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token6-$$ from 1.1.1.1"
 ip netns exec $L-host nft list ruleset
 # the pod's replies got the mark back from conntrack: restore-mark counter n packet(s)
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-4.pcap --print -i Meta 'tcp port 443' >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # capture on Meta
-ready h10 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-2.pcap --print -i eno2 'tcp port 443' >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eno2
+ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0 mark 0x100
+# the pod's reply carrying the mark 0x100 is routed by main (rule 5000): via 192.168.3.1 dev eno2: 1.1.1.1 from 10.42.0.135 via 192.168.3.1 dev eno2 mark 0x100 iif cni0
+ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0
+# a packet from the pod without the mark is still routed into Meta: only the mark takes the replies out of table 2022: 1.1.1.1 from 10.42.0.135 via 198.18.0.2 dev Meta table 2022 iif cni0
+ip netns exec $L-host nft list ruleset
+expect answered "netns-lab-token7-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)"
+ip netns exec $L-host nft list ruleset
+# a connection the pod starts to 1.1.1.1:443 is still answered by mihomo's :43591: tcp pod -> 1.1.1.1:443: connected (token echoed) answer "netns-lab-token7-$$ from 10.42.0.135"; mihomo's redirect rule took n packet(s)
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-4.pcap --print -i Meta 'udp port 443' >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on Meta
 ready h11 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # tcp probe to 1.1.1.1:443
-# a connection the pod starts to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 00:00:00.000000 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
-# ... and not eno2: Meta: 00:00:00.000000 IP 198.18.0.1.PORT4 > 1.1.1.1.443: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0; eno2: no SYN; tcp pod -> 1.1.1.1:443: timeout
-stop h10
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-2.pcap --print -i eno2 'udp port 443' >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # capture on eno2
+ready h12 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-pod socat -d -d - UDP:1.1.1.1:443 >"$W/h13" 2>&1 & PIDS+=($!); echo $! >"$W/h13.pid"   # udp probe to 1.1.1.1:443
+# a datagram the pod sends to 1.1.1.1:443 still enters Meta: the proxy still gets it: Meta: 00:00:00.000000 IP 198.18.0.1.PORT4 > 1.1.1.1.443: UDP, length 19; eno2: nothing; udp pod -> 1.1.1.1:443: timeout
+# ... and not eno2: Meta: 00:00:00.000000 IP 198.18.0.1.PORT4 > 1.1.1.1.443: UDP, length 19; eno2: nothing; udp pod -> 1.1.1.1:443: timeout
 stop h11
+stop h12
 
 echo
 echo "PASS: tun-synack: breakage shown, fix applied, proof holds"
