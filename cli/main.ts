@@ -34,21 +34,10 @@ import {
   type Tool,
   toolVersion,
 } from '../lib/requirements.ts';
-import {
-  counts,
-  explainResult,
-  type Mode,
-  outcomeLabel,
-  type ProgressEvent,
-  RERUN_POLICY,
-  runConfirmed,
-  runScenario,
-  type Scenario,
-  type ScenarioResult,
-  verdict,
-  verifyTargets,
-} from '../lib/scenario.ts';
+import { type Mode, type ProgressEvent, runScenario, type ScenarioResult, verifyTargets } from '../lib/run.ts';
+import type { Scenario } from '../lib/scenario.ts';
 import { describeTimeBase } from '../lib/time.ts';
+import { counts, explainResult, outcomeLabel, RERUN_POLICY, runConfirmed, verdict } from '../lib/verdict.ts';
 import { type ClaimRow, claimGrid, gridSummary } from '../lib/verify.ts';
 import { type EnvironmentSpec, environmentName, PROFILES, type Profile, runEnvironment } from '../lib/vm.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';

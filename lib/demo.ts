@@ -16,7 +16,8 @@ import { type Packet, parseTcpdumpLine } from './evidence.ts';
 import type { Phase, Step } from './exec.ts';
 import { NS_PREFIX, runDir } from './registry.ts';
 import { TOOLS, type Tool, toolVersion } from './requirements.ts';
-import type { Scenario, ScenarioResult } from './scenario.ts';
+import type { ScenarioResult } from './run.ts';
+import type { Scenario } from './scenario.ts';
 import { shellTimeBase } from './time.ts';
 
 /** Replaces what differs between runs (run id, tokens, timestamps, sequence numbers, ephemeral ports) with stable names. */

@@ -37,19 +37,9 @@ export {
   udp,
 } from './probe.ts';
 export { cidrComplement } from './routes.ts';
-export {
-  type Check,
-  defineScenario,
-  explainResult,
-  type Mode,
-  type Outcome,
-  runConfirmed,
-  runScenario,
-  type Scenario,
-  type ScenarioDefinition,
-  type ScenarioResult,
-  type Stage,
-} from './scenario.ts';
+export { type Mode, type Outcome, runScenario, type ScenarioResult } from './run.ts';
+export { type Check, defineScenario, type Scenario, type ScenarioDefinition, type Stage } from './scenario.ts';
 export { deadline } from './time.ts';
 export { type Host, veth } from './topology.ts';
+export { explainResult, runConfirmed } from './verdict.ts';
 export { poll, waitFor } from './wait.ts';

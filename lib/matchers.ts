@@ -1,7 +1,8 @@
 // vitest matchers in the lab's vocabulary: expect(result).toPass(), expect(probe).toConnect().
 import { expect } from 'vitest';
 import { describe as describeProbe, type ProbeOutcome, type ProbeResult } from './probe.ts';
-import { explainResult, type ScenarioResult } from './scenario.ts';
+import type { ScenarioResult } from './run.ts';
+import { explainResult } from './verdict.ts';
 
 expect.extend({
   toPass(received: ScenarioResult) {

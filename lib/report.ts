@@ -4,8 +4,9 @@ import { release } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from './paths.ts';
 import { toolVersions } from './requirements.ts';
-import { outcomeLabel, type ScenarioResult } from './scenario.ts';
+import type { ScenarioResult } from './run.ts';
 import { describeTimeBase } from './time.ts';
+import { outcomeLabel } from './verdict.ts';
 import type { ClaimRow } from './verify.ts';
 
 /** Where a result was obtained: what a verdict after an upgrade is compared against. */

@@ -1,6 +1,7 @@
 // verify's grid of claims: each claim of each stage against the runs that must falsify it.
 import type { Phase } from './exec.ts';
-import type { ClaimKind, Mode, Scenario, ScenarioResult } from './scenario.ts';
+import type { Mode, ScenarioResult } from './run.ts';
+import type { ClaimKind, Scenario } from './scenario.ts';
 
 /** What one run said of a claim: held or not, with what was seen; absent when the run never got to it. */
 export interface ClaimCell {

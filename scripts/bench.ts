@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { PHASES } from '../lib/exec.ts';
-import { runScenario, type ScenarioResult } from '../lib/scenario.ts';
+import { runScenario, type ScenarioResult } from '../lib/run.ts';
 import { count, type Script, scriptArgs } from '../lib/script-args.ts';
 import { scenarios } from '../scenarios/index.ts';
 

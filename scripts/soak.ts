@@ -1,8 +1,9 @@
 // pnpm soak [-n 50]: the suite again and again (every scenario at once, as pnpm test:scenarios runs it).
 // Any result other than pass is a flake: it is reported with its evidence and the soak fails.
 
-import { explainResult, runScenario, type ScenarioResult } from '../lib/scenario.ts';
+import { runScenario, type ScenarioResult } from '../lib/run.ts';
 import { count, type Script, scriptArgs } from '../lib/script-args.ts';
+import { explainResult } from '../lib/verdict.ts';
 import { scenarios } from '../scenarios/index.ts';
 
 const SOAK: Script = {

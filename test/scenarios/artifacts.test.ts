@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, expect, test } from 'vitest';
 import { capture } from '../../lib/evidence.ts';
 import { serve, tcp } from '../../lib/probe.ts';
-import { defineScenario, runScenario } from '../../lib/scenario.ts';
+import { runScenario } from '../../lib/run.ts';
+import { defineScenario } from '../../lib/scenario.ts';
 import { veth } from '../../lib/topology.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'netns-lab-artifacts-'));

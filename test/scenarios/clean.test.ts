@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { PROJECT_ROOT } from '../../lib/paths.ts';
 import { isAlive, listNamespaces, readRecords } from '../../lib/registry.ts';
-import { runScenario } from '../../lib/scenario.ts';
+import { runScenario } from '../../lib/run.ts';
 import ipForward from '../../scenarios/ip-forward.ts';
 
 /** The package's bin, as an installed netns-lab runs it. */

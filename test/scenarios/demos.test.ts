@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { renderMarkdown, renderShell } from '../../lib/demo.ts';
 import { describeInFlight } from '../../lib/exec.ts';
-import { runScenario } from '../../lib/scenario.ts';
+import { runScenario } from '../../lib/run.ts';
 import { scenarios } from '../../scenarios/index.ts';
 
 const demos = fileURLToPath(new URL('../../docs/demos/', import.meta.url));

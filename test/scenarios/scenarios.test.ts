@@ -5,8 +5,8 @@ import { describe, expect, test } from 'vitest';
 import { describeInFlight } from '../../lib/exec.ts';
 import { environment } from '../../lib/report.ts';
 import { isStrict } from '../../lib/requirements.ts';
-import { explainResult, RERUN_POLICY, runConfirmed } from '../../lib/scenario.ts';
 import { describeTimeBase } from '../../lib/time.ts';
+import { explainResult, RERUN_POLICY, runConfirmed } from '../../lib/verdict.ts';
 import { scenarios } from '../../scenarios/index.ts';
 
 const only = process.env.NETNS_LAB_SCENARIOS?.split(',').filter(Boolean);

@@ -10,7 +10,9 @@ process.env.NETNS_LAB_STATE_DIR = stateDir;
 process.env.NETNS_LAB_ARTIFACTS = '';
 afterAll(() => rmSync(stateDir, { recursive: true, force: true }));
 
-const { counts, defineScenario, explainResult, outcomeLabel, runConfirmed, runScenario, verdict } = await import('../../lib/scenario.ts');
+const { defineScenario } = await import('../../lib/scenario.ts');
+const { runScenario } = await import('../../lib/run.ts');
+const { counts, explainResult, outcomeLabel, runConfirmed, verdict } = await import('../../lib/verdict.ts');
 const { inNetns, shellLine, shellQuote } = await import('../../lib/exec.ts');
 const { classify } = await import('../../lib/probe.ts');
 const { isAlive, processRef, startTime } = await import('../../lib/registry.ts');

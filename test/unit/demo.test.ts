@@ -7,7 +7,7 @@ import mermaid from 'mermaid';
 import { describe, expect, test } from 'vitest';
 import { renderMarkdown, renderShell } from '../../lib/demo.ts';
 import { labMap } from '../../lib/diagram.ts';
-import type { ScenarioResult } from '../../lib/scenario.ts';
+import type { ScenarioResult } from '../../lib/run.ts';
 import { findScenario } from '../../scenarios/index.ts';
 
 const recorded = (name: string) =>
