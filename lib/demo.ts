@@ -12,7 +12,7 @@ import {
   topologyMermaid,
   watched,
 } from './diagram.ts';
-import { type Packet, parseTcpdumpLine } from './evidence.ts';
+import { CANARY_ADDRESS, type Packet, parseTcpdumpLine } from './evidence.ts';
 import type { Phase, Step } from './exec.ts';
 import { NS_PREFIX, runDir } from './registry.ts';
 import { TOOLS, type Tool, toolVersion } from './requirements.ts';
@@ -218,7 +218,7 @@ export function readingOrder(steps: Step[], prefix: string): Step[] {
 
 /** The lines of a capture or event stream worth reading, in a form that does not depend on timing. */
 function helperOutput(step: Step, watching: Set<string>, all: Step[]): string[] {
-  const lines = step.stdout.split('\n').filter((l) => l && !l.includes('127.0.0.254'));
+  const lines = step.stdout.split('\n').filter((l) => l && !l.includes(CANARY_ADDRESS));
   if (isCapture(step))
     return packetsThatMatter(
       lines.map(parseTcpdumpLine).filter((p): p is Packet => p !== undefined),
@@ -445,7 +445,7 @@ probe() {
   cat "$out"
 }
 # stop <log>: stops a capture and shows what it saw
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
+stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v ${CANARY_ADDRESS} "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in

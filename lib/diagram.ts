@@ -1,6 +1,6 @@
 // Pictures of a run for demos, as Mermaid (GitHub renders it): the lab as its commands built it,
 // and the packets that matter, from the captures and the probes.
-import { type Packet, parseTcpdumpLine } from './evidence.ts';
+import { CANARY_ADDRESS, type Packet, parseTcpdumpLine } from './evidence.ts';
 import type { Phase, Step } from './exec.ts';
 
 // ---------------------------------------------------------------- the lab, read from its commands
@@ -245,7 +245,7 @@ export function sequenceMermaid({ map, steps, norm, all: transcript }: SequenceI
         cap.stdout
           .split('\n')
           .map(parseTcpdumpLine)
-          .filter((p): p is Packet => p !== undefined && !p.raw.includes('127.0.0.254')),
+          .filter((p): p is Packet => p !== undefined && !p.raw.includes(CANARY_ADDRESS)),
         watching,
         connectionsBefore(transcript ?? steps, cap),
       );

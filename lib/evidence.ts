@@ -227,6 +227,9 @@ export function parseConntrackEvent(line: string): ConntrackEvent | undefined {
   };
 }
 
+/** The address of the canary entries that tell when an event stream has caught up: shown to no reader. */
+export const CANARY_ADDRESS = '127.0.0.254';
+
 export class ConntrackEvents {
   constructor(
     readonly host: Host,
@@ -257,7 +260,7 @@ export class ConntrackEvents {
     const port = String(++this.canaries);
     const tuple = canaryTuple(port);
     await this.host.exec(['conntrack', '-I', ...tuple, '-t', '1'], { check: false, quiet: true });
-    const seen = await this.process.waitForLine((t) => t.includes('[NEW]') && t.includes(`127.0.0.254 sport=${port} `), timeoutMs);
+    const seen = await this.process.waitForLine((t) => t.includes('[NEW]') && t.includes(`${CANARY_ADDRESS} sport=${port} `), timeoutMs);
     await this.host.exec(['conntrack', '-D', ...tuple], { check: false, quiet: true });
     return seen !== undefined;
   }
@@ -289,7 +292,7 @@ export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
   const remove = shellLine(inNetns(host.ns, ['conntrack', '-D', ...canaryTuple('9')]));
   const proc = host.spawn(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], {
     note: 'conntrack event stream',
-    shell: { ready: `{ ${insert}; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
+    shell: { ready: `{ ${insert}; grep -q ${CANARY_ADDRESS} "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
   });
   const events = new ConntrackEvents(host, proc);
   await waitFor(`conntrack -E in ${host.name} to subscribe`, () => events.canary(deadline('resubscribe')), {
@@ -301,7 +304,7 @@ export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
 
 /** A UDP entry no real traffic makes: loopback's last address to itself. */
 function canaryTuple(port: string): string[] {
-  return ['-p', 'udp', '-s', '127.0.0.254', '-d', '127.0.0.254', '--sport', port, '--dport', port];
+  return ['-p', 'udp', '-s', CANARY_ADDRESS, '-d', CANARY_ADDRESS, '--sport', port, '--dport', port];
 }
 
 // ---------------------------------------------------------------- SNMP / netstat counters
