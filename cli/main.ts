@@ -226,7 +226,7 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
   const results = await pool(jobs, 3, async (job) => {
     // soft: every claim of a phase is evaluated, for the grid of claims below
     const result = await runConfirmed(job.scenario, { mode: job.mode, target: job.target, soft: true, onRerun: announceRerun });
-    const v = result.outcome === 'skipped' ? { ok: !isStrict(), message: result.message } : verdict(result);
+    const v = verdict(result);
     const flaky = result.outcome === 'flaky';
     const mark = !v.ok ? paint(31, 'FAIL') : flaky ? paint(33, 'FLAKY') : paint(32, 'ok  ');
     const confirmed = result.rerun?.verdict === 'confirmed' ? ' (confirmed by a rerun)' : '';

@@ -41,9 +41,14 @@ export function outcomeLabel(result: ScenarioResult): string {
   return result.rerun?.verdict === 'confirmed' ? `${result.outcome} (confirmed)` : result.outcome;
 }
 
-/** What `verify` expects of each mode, judged from its result; a flaky verdict fails in strict mode. */
+/** A skip (a missing tool or feature) or a flaky verdict is let through, except in strict mode (CI). */
+export function tolerated(result: ScenarioResult): boolean {
+  return (result.outcome === 'skipped' || result.outcome === 'flaky') && !isStrict();
+}
+
+/** What `verify` expects of each mode, judged from its result; a skip or a flaky verdict as `tolerated` says. */
 export function verdict(result: ScenarioResult): { ok: boolean; message: string } {
-  if (result.outcome === 'flaky') return { ok: !isStrict(), message: result.message };
+  if (result.outcome === 'skipped' || result.outcome === 'flaky') return { ok: tolerated(result), message: result.message };
   const judged = expectedVerdict(result);
   return result.rerun ? { ok: judged.ok, message: `${judged.message} (confirmed by a rerun in a fresh lab)` } : judged;
 }
@@ -87,9 +92,9 @@ function wrongClaims(stage: StageResult, phase: Phase): string | undefined {
     .join('; ');
 }
 
-/** A skip or a flaky pass is a failure in strict mode (CI). */
+/** A run as `run` counts it: a pass, or what `tolerated` lets through. */
 export function counts(result: ScenarioResult): boolean {
-  return result.outcome === 'pass' || ((result.outcome === 'skipped' || result.outcome === 'flaky') && !isStrict());
+  return result.outcome === 'pass' || tolerated(result);
 }
 
 /** A scenario result as a reader wants it: the claims that held with what was seen, the one that did not, the state. */

@@ -4,9 +4,8 @@
 import { describe, expect, test } from 'vitest';
 import { describeInFlight } from '../../lib/exec.ts';
 import { environment } from '../../lib/report.ts';
-import { isStrict } from '../../lib/requirements.ts';
 import { describeTimeBase } from '../../lib/time.ts';
-import { explainResult, RERUN_POLICY, runConfirmed } from '../../lib/verdict.ts';
+import { explainResult, RERUN_POLICY, runConfirmed, tolerated } from '../../lib/verdict.ts';
 import { scenarios } from '../../scenarios/index.ts';
 
 const only = process.env.NETNS_LAB_SCENARIOS?.split(',').filter(Boolean);
@@ -31,8 +30,10 @@ describe.concurrent(`scenarios (${describeTimeBase()}; rerun policy: ${RERUN_POL
         if (stage.failure)
           await ctx.annotate(`${stage.stage} ${stage.failure.phase}: ${stage.failure.claim}: saw ${stage.failure.seen}`, 'claim failed');
       }
-      if (result.outcome === 'skipped' && !isStrict()) ctx.skip(result.message);
-      if (result.outcome === 'flaky' && !isStrict()) return;
+      if (tolerated(result)) {
+        if (result.outcome === 'skipped') ctx.skip(result.message);
+        return;
+      }
       expect(result).toPass();
     });
   }
