@@ -5,9 +5,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { type AblationRow, ablateStep, neededText, stepsToLeaveOut, stepText } from '../lib/ablate.ts';
 import { demoVersions, renderMarkdown, renderShell } from '../lib/demo.ts';
 import { isPath, scenariosAt } from '../lib/discover.ts';
 import { installVirtmeNg, KERNELS_CACHE, pruneCache, resolveKernel, SERIES } from '../lib/kernels.ts';
+import { portable } from '../lib/lab.ts';
 import { machineSnapshot, snapshotDiff } from '../lib/machine.ts';
 import {
   type EnvironmentResult,
@@ -303,6 +305,47 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
   return results.every((r) => r.v.ok) && claims.every((r) => r.ok) ? 0 : 1;
 }
 
+/** verify --ablate: each step of each break and fix left out in turn; which the failure or its fix needs. */
+async function cmdAblate(selected: Scenario[], json: boolean, write: boolean): Promise<number> {
+  if (json) humanOut = process.stderr;
+  preflight(selected);
+  let ok = true;
+  const all: AblationRow[] = [];
+  for (const s of selected) {
+    const asWritten = await runConfirmed(s, { onRerun: announceRerun });
+    if (asWritten.outcome !== 'pass') {
+      printResult(asWritten);
+      ok = false;
+      continue;
+    }
+    const steps = stepsToLeaveOut(asWritten, (t) => portable(asWritten.labId!, t));
+    process.stderr.write(`verify --ablate: ${s.name}: ${steps.length} step(s), each left out in a fresh lab\n`);
+    const rows = await pool(steps, 3, async (step) => {
+      const row = await ablateStep(s, step);
+      process.stderr.write(
+        `  ${step.stage} ${step.phase}: ${stepText(step)}: ${row.neededFor ? paint(1, neededText(row)) : neededText(row)}\n`,
+      );
+      return row;
+    });
+    all.push(...rows);
+    if (write) {
+      const path = join(PROJECT_ROOT, 'docs', 'demos', `${s.name}.ablation.json`);
+      writeFileSync(path, `${JSON.stringify(rows, null, 2)}\n`);
+      process.stderr.write(`  wrote ${relative(process.cwd(), path)}\n`);
+    }
+  }
+  say(
+    `${table([
+      ['scenario', 'stage', 'phase', 'step', '', 'the claim that fails without it'],
+      ...all.map((r) => [r.scenario, r.stage, r.phase, clip(stepText(r), 60), neededText(r), clip(r.neededFor?.claim ?? '', 50)]),
+    ])}\n`,
+  );
+  if (json) process.stdout.write(`${JSON.stringify({ command: 'ablate', environment: environment(), steps: all }, null, 2)}\n`);
+  return ok ? 0 : 1;
+}
+
+const clip = (text: string, n: number) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
 async function cmdDemo(selected: Scenario[], format: string, write: boolean): Promise<number> {
   if (!['md', 'sh'].includes(format)) throw new UsageError(`unknown format '${format}' (md or sh)`);
   preflight(selected);
@@ -319,7 +362,9 @@ async function cmdDemo(selected: Scenario[], format: string, write: boolean): Pr
     if (write) {
       const dir = join(PROJECT_ROOT, 'docs', 'demos');
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result, demoVersions(scenario)));
+      const ablationFile = join(dir, `${scenario.name}.ablation.json`);
+      const ablation = existsSync(ablationFile) ? (JSON.parse(readFileSync(ablationFile, 'utf8')) as AblationRow[]) : undefined;
+      writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result, demoVersions(scenario), ablation));
       writeFileSync(join(dir, `${scenario.name}.sh`), renderShell(scenario, result), { mode: 0o755 });
       process.stderr.write(`  wrote docs/demos/${scenario.name}.md and .sh\n`);
     } else {
@@ -625,14 +670,27 @@ const COMMANDS: Record<string, Command> = {
     },
   },
   verify: {
-    args: '<scenario|path...|--all> [--grep RE] [--json]',
+    args: '<scenario|path...|--all> [--grep RE] [--json] [--ablate [--write]]',
     summary:
       'run each scenario three ways: as written (must pass), without the fix (proof must fail),\nfix applied before the break (evidence must fail)',
-    details: SELECT_HELP,
-    options: { ...SELECT, json: { type: 'boolean' }, junit: { type: 'string' }, artifacts: { type: 'string' } },
+    details: `${SELECT_HELP}
+  --ablate         instead: leave out each step of each break and fix in turn (a batch line, a rule, a
+                   sysctl value counts as a step) and say which the breakage or the fix needs
+  --write          with --ablate: write docs/demos/<scenario>.ablation.json, which the demo shows`,
+    options: {
+      ...SELECT,
+      json: { type: 'boolean' },
+      junit: { type: 'string' },
+      artifacts: { type: 'string' },
+      ablate: { type: 'boolean' },
+      write: { type: 'boolean' },
+    },
     run: async (v, names) => {
       useArtifacts(v);
-      return cmdVerify(await selectScenarios(names, v), v.json === true);
+      const selected = await selectScenarios(names, v);
+      if (v.ablate === true) return cmdAblate(selected, v.json === true, v.write === true);
+      if (v.write === true) throw new UsageError('--write goes with --ablate');
+      return cmdVerify(selected, v.json === true);
     },
   },
   demo: {

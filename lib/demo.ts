@@ -1,5 +1,6 @@
 // Demos for write-ups, rendered from a run's transcript: Markdown, and a standalone bash reproduction.
 import { release } from 'node:os';
+import { type AblationRow, stepText } from './ablate.ts';
 import {
   connectionsBefore,
   ipCommands,
@@ -245,7 +246,7 @@ export function demoVersions(scenario: Scenario): string[] {
   return tools.map((t) => `${t}: ${toolVersion(t)}`);
 }
 
-export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versions: string[] = []): string {
+export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versions: string[] = [], ablation?: AblationRow[]): string {
   const norm = new Normalizer(result.labId ?? 'demo');
   const prefix = `${NS_PREFIX}${result.labId ?? 'demo'}-`;
   const map = labMap(result.steps, prefix);
@@ -353,6 +354,20 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versi
     out.push(
       '',
       `**${failed.outcome}** at ${failed.stage}/${failed.failure.phase}: expected ${failed.failure.claim}; saw ${norm.output(failed.failure.seen)}`,
+    );
+  if (ablation?.length)
+    out.push(
+      '',
+      '## Which steps matter',
+      '',
+      'Each command of each break and fix left out in turn, in a fresh lab (`netns-lab verify --ablate`; a batch line, a rule or a sysctl value counts as a command):',
+      '',
+      '| stage | phase | step | without it |',
+      '| --- | --- | --- | --- |',
+      ...ablation.map(
+        (r) =>
+          `| ${r.stage} | ${r.phase} | \`${stepText(r).replaceAll(`${NS_PREFIX}{lab}-`, `${NS_PREFIX}demo-`).replaceAll('{dir}', runDir('demo')).replaceAll('|', '\\|')}\` | ${r.neededFor ? `stage ${r.neededFor.stage}'s ${r.neededFor.what} fails: ${r.neededFor.claim.replaceAll('|', '\\|')}` : 'nothing fails'} |`,
+      ),
     );
   const files = result.steps.some((s) => s.file);
   out.push(

@@ -4,8 +4,21 @@ import { spawn as spawnChild } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { LeftOut } from './ablate.ts';
 import { Background } from './background.ts';
-import { type CommandOptions, type Phase, type RunResult, run, type ShellHints, type Step, spawn, Transcript, tracked } from './exec.ts';
+import {
+  type CommandOptions,
+  inNetns,
+  type Phase,
+  type RunResult,
+  run,
+  type ShellHints,
+  type Step,
+  shellLine,
+  spawn,
+  Transcript,
+  tracked,
+} from './exec.ts';
 import { waitSync } from './procs.ts';
 import {
   deleteNamespaceSync,
@@ -121,6 +134,13 @@ export interface LabOptions {
   scenario: string;
   /** Reap what dead runs left before starting (default true). */
   reap?: boolean;
+  /** Step ablation: this command (or this part of it) of a break or fix is left out, once. */
+  leaveOut?: LeftOut;
+}
+
+/** A command line or text with a lab's id taken out: the same step in any lab. */
+export function portable(labId: string, text: string): string {
+  return text.replaceAll(`${NS_PREFIX}${labId}-`, `${NS_PREFIX}{lab}-`).replaceAll(runDir(labId), '{dir}');
 }
 
 export class Lab implements AsyncDisposable {
@@ -128,6 +148,8 @@ export class Lab implements AsyncDisposable {
   readonly transcript = new Transcript();
   readonly hosts = new Map<string, Host>();
   private readonly record: RunRecord;
+  /** The step an ablation run leaves out, until it is met. */
+  private leaveOut?: LeftOut;
   private readonly processes = new Map<Background, Step>();
   private torndown = false;
   private readonly creating = new Set<Promise<unknown>>();
@@ -151,6 +173,7 @@ export class Lab implements AsyncDisposable {
     if (opts.reap !== false) reapDead();
     installSignalHandlers();
     const lab = new Lab(opts.scenario);
+    lab.leaveOut = opts.leaveOut;
     writeRecord(lab.record);
     liveLabs.add(lab);
     return lab;
@@ -199,8 +222,41 @@ export class Lab implements AsyncDisposable {
     return Object.fromEntries(names.map((n, i) => [n, made[i]])) as Record<N, Host>;
   }
 
-  run(host: Host | undefined, argv: readonly string[], opts?: CommandOptions): Promise<RunResult> {
+  run(host: Host | undefined, argv: readonly string[], opts: CommandOptions = {}): Promise<RunResult> {
     if (this.torndown) return Promise.reject(new TornDown());
+    const left = this.leaveOut;
+    if (left && this.transcript.stage === left.stage && this.transcript.phase === left.phase) {
+      const line = portable(this.id, shellLine(inNetns(host?.ns, argv)));
+      const input = opts.input?.split('\n');
+      const at = left.part === undefined ? -1 : (input?.findIndex((l) => l.trim() === left.part) ?? -1);
+      if (line === left.line && left.part === undefined) {
+        this.leaveOut = undefined;
+        const step = this.transcript.record({
+          host: host?.name,
+          line: shellLine(inNetns(host?.ns, argv)),
+          input: opts.input,
+          exitCode: 0,
+          durationMs: 0,
+          stdout: '',
+          stderr: '',
+          note: 'left out (ablation)',
+        });
+        return Promise.resolve({ exitCode: 0, stdout: '', stderr: '', ok: true, step });
+      }
+      if (line === left.line && input && at >= 0) {
+        this.leaveOut = undefined;
+        return run(this.transcript, host, argv, { ...opts, input: input.filter((_, i) => i !== at).join('\n') });
+      }
+      if (line === left.line && left.part !== undefined && argv.includes(left.part)) {
+        this.leaveOut = undefined;
+        return run(
+          this.transcript,
+          host,
+          argv.filter((a) => a !== left.part),
+          opts,
+        );
+      }
+    }
     return run(this.transcript, host, argv, opts);
   }
 

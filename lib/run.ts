@@ -1,6 +1,7 @@
 // Running a scenario: one lab, its stages in order, every claim recorded; verify's modes are runs
 // with one stage's fix left out or applied first.
 import { join } from 'node:path';
+import type { LeftOut } from './ablate.ts';
 import type { Phase, Step } from './exec.ts';
 import { Lab } from './lab.ts';
 import { type Missing, missingRequirements } from './requirements.ts';
@@ -80,6 +81,8 @@ export interface RunOptions {
   onProgress?: (e: ProgressEvent) => void;
   /** Called with the first run's result when runConfirmed reruns it. */
   onRerun?: (first: ScenarioResult) => void;
+  /** Step ablation: run without this step of a break or fix. */
+  leaveOut?: LeftOut;
 }
 
 /** The verify runs a scenario needs besides as-written: without each fix, and each fix (or control) first. */
@@ -152,7 +155,7 @@ export async function runScenario(s: Scenario, opts: RunOptions = {}): Promise<S
     return { ...base, outcome: 'skipped', message, missing, steps: [], ms: performance.now() - started };
   }
 
-  const lab = Lab.create({ scenario: s.name });
+  const lab = Lab.create({ scenario: s.name, leaveOut: opts.leaveOut });
   const phaseMs: Partial<Record<Phase, number>> = {};
   const timed = async <T>(phase: Phase, stage: string | undefined, fn: () => Promise<T>): Promise<T> => {
     lab.phase = phase;

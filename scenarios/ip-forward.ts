@@ -46,18 +46,17 @@ export default defineScenario({
       host.sysctl({ 'net.ipv4.ip_forward': 0 }),
       serve(internet, 'tcp', 80, 'whoami'),
     ]);
-    return { container, host, internet, iptables: new Iptables(host) };
+    const iptables = new Iptables(host);
+    // no target: it counts the container's SYN in POSTROUTING (the MASQUERADE's own counter also
+    // counts the bridge's IGMP reports from 192.168.122.1)
+    await iptables.rules(`-t mangle -A POSTROUTING -s 192.168.122.10 -d ${INTERNET} -p tcp --syn -m comment --comment syn-to-internet`);
+    return { container, host, internet, iptables };
   },
 
   // Docker's network for the container: its default route, and the masquerade the write-up lists.
   async break({ container, iptables }) {
     await container.ip('route add default via 192.168.122.1');
-    await iptables.rules(
-      '-t nat -A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE',
-      // no target: it counts the container's SYN in POSTROUTING (the MASQUERADE's own counter also
-      // counts the bridge's IGMP reports from 192.168.122.1)
-      `-t mangle -A POSTROUTING -s 192.168.122.10 -d ${INTERNET} -p tcp --syn -m comment --comment syn-to-internet`,
-    );
+    await iptables.rules('-t nat -A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE');
   },
 
   async evidence({ container, host, iptables }, check) {
