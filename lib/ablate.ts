@@ -30,13 +30,28 @@ export function partsOf(step: Pick<Step, 'line' | 'input'>): string[] | undefine
   const lines = (step.input ?? '').split('\n').map((l) => l.trim());
   if (/ -batch -$/.test(step.line)) return lines.filter(Boolean);
   if (RULESET.test(step.line)) {
-    // iptables-restore: its rules; nft: statements inside chains (not the table, chain, hook or policy lines)
-    return /-restore\b/.test(step.line)
-      ? lines.filter((l) => /^-[AI] /.test(l))
-      : lines.filter((l) => l && !/^(table|chain|type|policy|flush|define|\}|#)/.test(l) && !/[{]$/.test(l));
+    // iptables-restore: its rules; nft: the rules of its chains
+    return /-restore\b/.test(step.line) ? lines.filter((l) => /^-[AI] /.test(l)) : nftRules(lines);
   }
   if (/(^|\s)sysctl -qw /.test(step.line)) return step.line.split(' ').filter((w) => /^[a-z0-9_.-]+=/.test(w));
   return undefined;
+}
+
+/** The lines of an nft ruleset that are rules: directly inside a chain, braces balanced, not its hook or policy. */
+function nftRules(lines: string[]): string[] {
+  const blocks: string[] = [];
+  const rules: string[] = [];
+  for (const line of lines) {
+    const opens = line.split('{').length - 1;
+    const closes = line.split('}').length - 1;
+    if (opens === closes) {
+      if (blocks.at(-1) === 'chain' && line && !/^(type|policy|#)/.test(line)) rules.push(line);
+      continue;
+    }
+    if (opens > closes) blocks.push(line.split(/\s/)[0]!);
+    else blocks.splice(blocks.length - (closes - opens));
+  }
+  return rules;
 }
 
 /** The commands of every break and fix of an as-written run, each whole or part by part. */

@@ -355,20 +355,36 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versi
       '',
       `**${failed.outcome}** at ${failed.stage}/${failed.failure.phase}: expected ${failed.failure.claim}; saw ${norm.output(failed.failure.seen)}`,
     );
-  if (ablation?.length)
+  if (ablation?.length) {
+    const step = (r: AblationRow) =>
+      `\`${stepText(r).replaceAll(`${NS_PREFIX}{lab}-`, `${NS_PREFIX}demo-`).replaceAll('{dir}', runDir('demo')).replaceAll('|', '\\|')}\``;
+    const needed = ablation.filter((r) => r.neededFor);
+    const unneeded = ablation.filter((r) => !r.neededFor);
     out.push(
       '',
       '## Which steps matter',
       '',
-      'Each command of each break and fix left out in turn, in a fresh lab (`netns-lab verify --ablate`; a batch line, a rule or a sysctl value counts as a command):',
+      `Each command of each break and fix left out in turn, the scenario run again in a fresh lab (\`netns-lab verify --ablate\`; a batch line, a rule or a sysctl value counts as a command). ${needed.length} of ${ablation.length} are needed:`,
       '',
       '| stage | phase | step | without it |',
       '| --- | --- | --- | --- |',
-      ...ablation.map(
+      ...needed.map(
         (r) =>
-          `| ${r.stage} | ${r.phase} | \`${stepText(r).replaceAll(`${NS_PREFIX}{lab}-`, `${NS_PREFIX}demo-`).replaceAll('{dir}', runDir('demo')).replaceAll('|', '\\|')}\` | ${r.neededFor ? `stage ${r.neededFor.stage}'s ${r.neededFor.what} fails: ${r.neededFor.claim.replaceAll('|', '\\|')}` : 'nothing fails'} |`,
+          `| ${r.stage} | ${r.phase} | ${step(r)} | stage ${r.neededFor!.stage}'s ${r.neededFor!.what} fails: ${r.neededFor!.claim.replaceAll('|', '\\|')} |`,
       ),
+      ...(unneeded.length
+        ? [
+            '',
+            '<details>',
+            `<summary>${unneeded.length} steps nothing needs</summary>`,
+            '',
+            ...unneeded.map((r) => `- ${r.stage} ${r.phase}: ${step(r)}`),
+            '',
+            '</details>',
+          ]
+        : []),
     );
+  }
   const files = result.steps.some((s) => s.file);
   out.push(
     '',

@@ -20,10 +20,26 @@ describe('partsOf', () => {
     ]);
   });
 
-  test('an nft ruleset: statements inside chains', () => {
-    const input =
-      'table inet t {\n  chain c {\n    type nat hook prerouting priority dstnat; policy accept;\n    tcp dport 80 redirect to :8080\n  }\n}\n';
-    expect(partsOf({ line: 'ip netns exec nl-x-host nft -f -', input })).toEqual(['tcp dport 80 redirect to :8080']);
+  test('an nft ruleset: the rules of its chains, not a set spread over lines', () => {
+    const input = [
+      'table inet t {',
+      '  set local {',
+      '    type ipv4_addr',
+      '    flags interval',
+      '    elements = { 10.0.0.0/8,',
+      '                 192.168.0.0/16 }',
+      '  }',
+      '  chain c {',
+      '    type nat hook prerouting priority dstnat; policy accept;',
+      '    ip daddr { 1.1.1.1, 8.8.8.8 } counter return',
+      '    tcp dport 80 redirect to :8080',
+      '  }',
+      '}',
+    ].join('\n');
+    expect(partsOf({ line: 'ip netns exec nl-x-host nft -f -', input })).toEqual([
+      'ip daddr { 1.1.1.1, 8.8.8.8 } counter return',
+      'tcp dport 80 redirect to :8080',
+    ]);
   });
 
   test('a sysctl command: each value; any other command is one step', () => {
