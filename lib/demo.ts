@@ -102,7 +102,7 @@ function sections(steps: Step[], prefix: string): Section[] {
 }
 
 const isVerdict = (s: Step) => !s.line && s.note;
-const isEventStream = (s: Step) => s.background && /^conntrack/.test(s.note ?? '');
+const isEventStream = (s: Step) => s.background && /^(conntrack|nft trace)/.test(s.note ?? '');
 const looksLikeJson = (text: string) => /^\s*[[{]/.test(text);
 const isIpBatch = (s: Step) => / -batch -$/.test(s.line);
 
@@ -475,8 +475,9 @@ probe() {
   kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   cat "$out"
 }
-# stop <log>: stops a capture and shows what it saw
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v ${CANARY_ADDRESS} "$W/$1" || true; }
+# stop <log>: stops a capture or event stream and shows what it saw; TERM, not INT: a script's background
+# job starts with SIGINT ignored, and nft monitor never undoes that
+stop() { local pid; pid=$(cat "$W/$1.pid"); kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v ${CANARY_ADDRESS} "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in

@@ -1,4 +1,4 @@
-// Evidence from the kernel: packet captures, conntrack events, SNMP/netstat counters.
+// Evidence from the kernel: packet captures, conntrack events, nft traces, SNMP/netstat counters.
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
 import { deadline } from './time.ts';
@@ -305,6 +305,108 @@ export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
 /** A UDP entry no real traffic makes: loopback's last address to itself. */
 function canaryTuple(port: string): string[] {
   return ['-p', 'udp', '-s', CANARY_ADDRESS, '-d', CANARY_ADDRESS, '--sport', port, '--dport', port];
+}
+
+// ---------------------------------------------------------------- nft trace
+
+/** One line of `nft monitor trace`: what one packet met in one base chain. */
+export interface TraceEvent {
+  id: string;
+  /** Family and table, as nft prints them: `ip nat`. */
+  table: string;
+  chain: string;
+  kind: 'packet' | 'rule' | 'verdict' | 'policy';
+  /** packet: its headers as nft prints them; rule: the rule's text (`unknown rule handle N` for one added after the monitor started); verdict, policy: the verdict */
+  detail: string;
+  verdict?: string;
+  raw: string;
+}
+
+/** Parses one line of `nft monitor trace`; undefined for anything else. */
+export function parseNftTrace(line: string): TraceEvent | undefined {
+  const m = /^trace id ([0-9a-f]+) (\S+ \S+) (\S+) (.*?)\s*$/.exec(line.trim());
+  if (!m) return undefined;
+  const [, id, table, chain, rest] = m as unknown as [string, string, string, string, string];
+  const base = { id, table, chain, raw: line.trim() };
+  if (rest.startsWith('packet: ')) return { ...base, kind: 'packet', detail: rest.slice('packet: '.length) };
+  const ended = /^(verdict|policy) (.+)$/.exec(rest);
+  if (ended) return { ...base, kind: ended[1] as 'verdict' | 'policy', detail: ended[2] as string, verdict: ended[2] };
+  const rule = /^(?:rule )?(.*) \(verdict ([^)]+)\)$/.exec(rest);
+  if (rule) return { ...base, kind: 'rule', detail: rule[1] as string, verdict: rule[2] };
+  return undefined;
+}
+
+/** A header field of a traced packet as nft printed it (`tcp dport`, `iif`); undefined if absent. */
+export function tracedField(e: TraceEvent, name: string): string | undefined {
+  if (e.kind !== 'packet') return undefined;
+  return new RegExp(`(?:^| )${name} (\\S+)`).exec(e.detail)?.[1];
+}
+
+export class NftTrace {
+  constructor(
+    readonly host: Host,
+    readonly process: Background,
+  ) {}
+
+  events(): TraceEvent[] {
+    return this.process.lines.map((l) => parseNftTrace(l.text)).filter((e): e is TraceEvent => e !== undefined);
+  }
+
+  /** The first event matching, as soon as nft prints it; undefined at the deadline. */
+  async waitFor(match: (e: TraceEvent) => boolean, timeoutMs = deadline('evidence')): Promise<TraceEvent | undefined> {
+    const line = await this.process.waitForLine((t) => {
+      const e = parseNftTrace(t);
+      return e !== undefined && match(e);
+    }, timeoutMs);
+    return line && parseNftTrace(line.text);
+  }
+
+  /**
+   * What the packet of a `packet` event met in that chain. A trace id holds for one packet in one base
+   * chain only: newer kernels give the same packet another id in the next hook (a looped-back packet too).
+   */
+  inChain(packet: TraceEvent): TraceEvent[] {
+    return this.events().filter((e) => e.id === packet.id && e.table === packet.table && e.chain === packet.chain);
+  }
+
+  async stop(): Promise<TraceEvent[]> {
+    if (this.process.exited) throw new Error(`nft monitor trace in ${this.host.name} exited before it was stopped: ${this.process.text()}`);
+    await this.host.lab.stop(this.process);
+    return this.events();
+  }
+
+  summary(): string {
+    const lines = this.events().map((e) => `  ${e.raw}`);
+    return `nft trace in ${this.host.name}: ${lines.length} line(s)${lines.length ? `\n${lines.join('\n')}` : ''}`;
+  }
+}
+
+/** NETLINK_NETFILTER, and NFNLGRP_NFTRACE as a bit of /proc/net/netlink's Groups column (%08x): 1 << (9 - 1). */
+const NETLINK_NETFILTER = 12;
+const NFTRACE_GROUP = '[0-9a-f]{5}[13579bdf][0-9a-f]{2}';
+const subscribed = (pid: string) => `^[0-9a-f]+ +${NETLINK_NETFILTER} +${pid} +${NFTRACE_GROUP} `;
+
+/**
+ * Starts `nft monitor trace` in a host and resolves once it is subscribed: it prints no banner, so
+ * readiness is the kernel's own record, its netlink socket (port id: its pid) listed in the trace group.
+ * Start it once the ruleset it traces is in place: nft (1.0.6) names only rules it loaded at start.
+ */
+export async function nftTrace(host: Host): Promise<NftTrace> {
+  const netlink = shellLine(inNetns(host.ns, ['cat', '/proc/net/netlink']));
+  const proc = host.spawn(['stdbuf', '-oL', 'nft', 'monitor', 'trace'], {
+    note: 'nft trace stream',
+    shell: { ready: `${netlink} | grep -Eq "${subscribed('$(cat "$LOG.pid")')}"` },
+  });
+  const pattern = new RegExp(subscribed(String(proc.pid)), 'm');
+  await waitFor(
+    `nft monitor trace in ${host.name} to subscribe`,
+    async () => {
+      if (proc.exited) throw new Error(`nft monitor trace in ${host.name} exited: ${proc.text() || '(no output)'}`);
+      return pattern.test((await host.exec(['cat', '/proc/net/netlink'], { quiet: true })).stdout);
+    },
+    { timeoutMs: deadline('ready') },
+  );
+  return new NftTrace(host, proc);
 }
 
 // ---------------------------------------------------------------- SNMP / netstat counters

@@ -13,14 +13,19 @@ export {
   isReset,
   isSyn,
   isSynAck,
+  type NftTrace,
+  nftTrace,
   type Packet,
   parseConntrackEvent,
+  parseNftTrace,
   parseRouteGet,
   parseSnmp,
   parseTcpdumpLine,
   type RouteDecision,
   routeGet,
   snmp,
+  type TraceEvent,
+  tracedField,
 } from './evidence.ts';
 export { CommandError, type RunResult } from './exec.ts';
 export { counterOf, counterWhere, Iptables, type IptablesBackend, Nft, type RuleCounter, type RuleRef } from './firewall.ts';

@@ -1,7 +1,17 @@
 // Parsers on recorded real output (test/fixtures, captured on kernel 6.18 with Debian 12's tools).
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { isReset, isSyn, isSynAck, parseConntrackEvent, parseRouteGet, parseSnmp, parseTcpdumpLine } from '../../lib/evidence.ts';
+import {
+  isReset,
+  isSyn,
+  isSynAck,
+  parseConntrackEvent,
+  parseNftTrace,
+  parseRouteGet,
+  parseSnmp,
+  parseTcpdumpLine,
+  tracedField,
+} from '../../lib/evidence.ts';
 import { counterOf, iptablesWords, parseIptablesSave, parseNftCounters } from '../../lib/firewall.ts';
 
 const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url), 'utf8');
@@ -80,6 +90,41 @@ describe('conntrack events', () => {
       '    [NEW] ipv4     2 udp      17 5 src=127.0.0.2 dst=127.0.0.2 sport=9 dport=9 [UNREPLIED] src=127.0.0.2 dst=127.0.0.2 sport=9 dport=9 mark=0 id=1095617674 [USERSPACE] portid=8714',
     );
     expect(e?.flags).toContain('USERSPACE');
+  });
+});
+
+describe('nft monitor trace', () => {
+  const events = fixture('nft-trace.txt').split('\n').filter(Boolean).map(parseNftTrace);
+
+  test('a looped-back SYN: packet, rule and policy lines, a new id in the next hook', () => {
+    expect(events[0]).toMatchObject({ id: '13646a07', table: 'ip filter', chain: 'output', kind: 'packet' });
+    expect(tracedField(events[0]!, 'tcp dport')).toBe('80');
+    expect(tracedField(events[0]!, 'oif')).toBe('"lo"');
+    expect(events[1]).toMatchObject({ kind: 'rule', detail: 'ip daddr 127.0.0.1 tcp dport 80 meta nftrace set 1', verdict: 'continue' });
+    expect(events[2]).toMatchObject({ kind: 'policy', verdict: 'accept' });
+    expect(events[3]).toMatchObject({ chain: 'prerouting', kind: 'packet' });
+    expect(events[3]!.id).not.toBe(events[0]!.id);
+    expect(tracedField(events[3]!, 'iif')).toBe('"lo"');
+    expect(tracedField(events[3]!, 'ip id')).toBe(tracedField(events[0]!, 'ip id'));
+  });
+
+  test('a rule added after the monitor started has no text, only its handle', () => {
+    expect(events[10]).toMatchObject({
+      table: 'ip nat',
+      chain: 'output',
+      kind: 'rule',
+      detail: 'unknown rule handle 5',
+      verdict: 'accept',
+    });
+  });
+
+  test("the write-up's own lines", () => {
+    const rule = parseNftTrace(
+      'trace id c7ed237c ip nat OUTPUT rule oifname "lo" tcp dport 80 counter packets 1 bytes 60 meta nftrace set 1 redirect to :3000 (verdict accept)',
+    );
+    expect(rule).toMatchObject({ table: 'ip nat', chain: 'OUTPUT', kind: 'rule', verdict: 'accept' });
+    expect(parseNftTrace('trace id c7ed237c ip nat POSTROUTING verdict continue')).toMatchObject({ kind: 'verdict', verdict: 'continue' });
+    expect(parseNftTrace('Error: something else')).toBeUndefined();
   });
 });
 
