@@ -17,7 +17,7 @@ import { type NftTrace, nftTrace, type TraceEvent, tracedField } from '../lib/ev
 import { counterOf, Nft } from '../lib/firewall.ts';
 import { describe, http, serve } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
-import { veth } from '../lib/topology.ts';
+import { veth, words } from '../lib/topology.ts';
 
 const HOST = '192.168.124.139';
 const LAN = '192.168.124.2';
@@ -60,37 +60,51 @@ export default defineScenario({
 
   async topology(lab) {
     const { lan, host } = await lab.hostsNamed('lan', 'host');
-    await Promise.all([veth([lan, 'eth0', '192.168.124.2/24'], [host, 'eth0', `${HOST}/24`]), serve(host, 'tcp', 3000, 'http')]);
-    return { lan, host, nft: new Nft(host) };
+    const nft = new Nft(host);
+    await Promise.all([
+      veth([lan, 'eth0', '192.168.124.2/24'], [host, 'eth0', `${HOST}/24`]),
+      serve(host, 'tcp', 3000, 'http'),
+      // The nat table the write-up adds its rule to, its first rule counting everything: the redirect's
+      // own counter cannot tell "the chain never ran" from "the rule did not match". The filter table
+      // is how the lab watches: the write-up's nftrace, set on the SYNs to :80 before conntrack and NAT
+      // on both ways in, and a filter-type chain on the same hook.
+      nft.apply(`
+        table ip nat {
+          chain prerouting {
+            type nat hook prerouting priority dstnat; policy accept;
+            counter comment "prerouting-chain"
+          }
+        }
+        table ip filter {
+          chain trace-output {
+            type filter hook output priority raw; policy accept;
+            tcp dport 80 tcp flags & (syn | ack) == syn meta nftrace set 1
+          }
+          chain trace-prerouting {
+            type filter hook prerouting priority raw; policy accept;
+            tcp dport 80 tcp flags & (syn | ack) == syn meta nftrace set 1
+          }
+          chain prerouting {
+            type filter hook prerouting priority filter; policy accept;
+            iifname "lo" tcp flags & (syn | ack) == syn counter comment "prerouting-filter-lo"
+          }
+        }`),
+    ]);
+    return { lan, host, nft };
   },
 
   // The redirect from the Red Hat article the write-up followed, with the counter it learned to add.
-  // The first rule only counts, everything: the rule's own counter cannot tell "the chain never ran"
-  // from "the rule did not match". The filter table is how the lab watches: the write-up's nftrace, set
-  // on the SYNs to :80 before conntrack and NAT on both ways in, and a filter-type chain on the same hook.
-  async break({ nft }) {
-    await nft.apply(`
-      table ip nat {
-        chain prerouting {
-          type nat hook prerouting priority dstnat; policy accept;
-          counter comment "prerouting-chain"
-          tcp dport 80 counter redirect to :3000 comment "prerouting-redirect"
-        }
-      }
-      table ip filter {
-        chain trace-output {
-          type filter hook output priority raw; policy accept;
-          tcp dport 80 tcp flags & (syn | ack) == syn meta nftrace set 1
-        }
-        chain trace-prerouting {
-          type filter hook prerouting priority raw; policy accept;
-          tcp dport 80 tcp flags & (syn | ack) == syn meta nftrace set 1
-        }
-        chain prerouting {
-          type filter hook prerouting priority filter; policy accept;
-          iifname "lo" tcp flags & (syn | ack) == syn counter comment "prerouting-filter-lo"
-        }
-      }`);
+  async break({ host }) {
+    await host.exec([
+      'nft',
+      'add',
+      'rule',
+      'ip',
+      'nat',
+      'prerouting',
+      ...words('tcp dport 80 counter redirect to :3000 comment'),
+      '"prerouting-redirect"',
+    ]);
   },
 
   async evidence({ lan, host, nft }, check) {
