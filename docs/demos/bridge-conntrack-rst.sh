@@ -63,8 +63,9 @@ probe() {
   kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   cat "$out"
 }
-# stop <log>: stops a capture and shows what it saw
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
+# stop <log>: stops a capture or event stream and shows what it saw; TERM, not INT: a script's background
+# job starts with SIGINT ignored, and nft monitor never undoes that
+stop() { local pid; pid=$(cat "$W/$1.pid"); kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in
@@ -228,12 +229,12 @@ NETNS_LAB_EOF
 
 phase "bridge-nf-call-iptables: evidence"
 expect answered "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.10:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.10:7 2>&1 || true)"
-ip netns exec $L-ha ping -n -c 1 -W 1.9 192.168.137.250
+ip netns exec $L-ha ping -n -c 1 -W 1.3 192.168.137.250
 # ha reaches a device on the LAN: tcp ha -> 192.168.137.10:7: connected (token echoed) answer "netns-lab-token1-$$"
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
 ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 4e:4e:8e:4c:9e:18; br-mellanox: 4e:4e:8e:4c:9e:18
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 0a:52:48:4e:18:3c; br-mellanox: 0a:52:48:4e:18:3c
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
@@ -292,9 +293,9 @@ expect silent "netns-lab-token4-$$" "evidence: tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.30122 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=30122 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.30122: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 # that RST from 192.168.137.250:5000 is INVALID to conntrack too: FORWARD [invalid-rst] +n
@@ -336,8 +337,8 @@ expect answered "netns-lab-token7-$$" "proof: tcp probe to 192.168.137.250:5000"
 ip netns exec $L-host iptables-nft-save -c
 # ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token7-$$"
 # NOTRACK keeps the frames crossing br-lan137 out of conntrack, so the DNAT happens as the SYN enters br-mellanox: PREROUTING [-i br-lan137 -j NOTRACK] +n, PREROUTING [nat-in-br-lan137] +0, PREROUTING [nat-in-br-mellanox] +n
-ip netns exec $L-host sysctl -n net.ipv4.conf.br-lan137.rp_filter
 ip netns exec $L-host sysctl -n net.ipv4.conf.all.rp_filter
+ip netns exec $L-host sysctl -n net.ipv4.conf.br-lan137.rp_filter
 ip netns exec $L-host iptables-nft -w -S DOCKER-USER
 # with rp_filter left at 2 and Docker's isolation untouched: no DOCKER-USER accept: rp_filter all=2 br-lan137=2; DOCKER-USER: -N DOCKER-USER
 

@@ -58,8 +58,9 @@ probe() {
   kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   cat "$out"
 }
-# stop <log>: stops a capture and shows what it saw
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
+# stop <log>: stops a capture or event stream and shows what it saw; TERM, not INT: a script's background
+# job starts with SIGINT ignored, and nft monitor never undoes that
+stop() { local pid; pid=$(cat "$W/$1.pid"); kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in
@@ -138,13 +139,13 @@ link set veth-c master docker0
 link set veth-c up
 link set docker0 up
 NETNS_LAB_EOF
+ip netns exec $L-host iptables-nft -w -t mangle -A POSTROUTING -s 192.168.122.10 -d 198.51.100.1 -p tcp --syn -m comment --comment syn-to-internet
 ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/80
 ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "break"
 ip -n $L-container route add default via 192.168.122.1
 ip netns exec $L-host iptables-nft -w -t nat -A POSTROUTING -s 192.168.122.0/24 '!' -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE
-ip netns exec $L-host iptables-nft -w -t mangle -A POSTROUTING -s 192.168.122.10 -d 198.51.100.1 -p tcp --syn -m comment --comment syn-to-internet
 
 phase "evidence"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-veth-c-1.pcap --print -i veth-c '(tcp and dst host 198.51.100.1) or icmp' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # capture on veth-c

@@ -7,6 +7,7 @@
 #  eth0 192.168.124.2/24 ══ eth0 192.168.124.139/24
 #                                  lo 127.0.0.1        :3000 http (caddy, unprivileged)
 #                                  nat prerouting: tcp dport 80 redirect to :3000
+#                                  filter prerouting: counts SYNs from lo
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
@@ -59,8 +60,9 @@ probe() {
   kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   cat "$out"
 }
-# stop <log>: stops a capture and shows what it saw
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
+# stop <log>: stops a capture or event stream and shows what it saw; TERM, not INT: a script's background
+# job starts with SIGINT ignored, and nft monitor never undoes that
+stop() { local pid; pid=$(cat "$W/$1.pid"); kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in
@@ -122,29 +124,49 @@ ip -n $L-lan -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.124.2/24 dev eth0
 link set eth0 up
 NETNS_LAB_EOF
-ip netns exec $L-host socat -d -d TCP-LISTEN:3000,reuseaddr,fork 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # http server on tcp/3000
-ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-
-phase "break"
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain prerouting {
     type nat hook prerouting priority dstnat; policy accept;
     counter comment "prerouting-chain"
-    tcp dport 80 counter redirect to :3000 comment "prerouting-redirect"
+  }
+}
+table ip filter {
+  chain trace-output {
+    type filter hook output priority raw; policy accept;
+    tcp dport 80 tcp flags & (syn | ack) == syn meta nftrace set 1
+  }
+  chain trace-prerouting {
+    type filter hook prerouting priority raw; policy accept;
+    tcp dport 80 tcp flags & (syn | ack) == syn meta nftrace set 1
+  }
+  chain prerouting {
+    type filter hook prerouting priority filter; policy accept;
+    iifname "lo" tcp flags & (syn | ack) == syn counter comment "prerouting-filter-lo"
   }
 }
 NETNS_LAB_EOF
+ip netns exec $L-host socat -d -d TCP-LISTEN:3000,reuseaddr,fork 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # http server on tcp/3000
+ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+
+phase "break"
+ip netns exec $L-host nft add rule ip nat prerouting tcp dport 80 counter redirect to :3000 comment '"prerouting-redirect"'
 
 phase "evidence"
+ip netns exec $L-host stdbuf -oL nft monitor trace >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # nft trace stream
+ready h2 'ip netns exec $L-host cat /proc/net/netlink | grep -Eq "^[0-9a-f]+ +12 +$(cat "$LOG.pid") +[0-9a-f]{5}[13579bdf][0-9a-f]{2} "'
 expect silent "netns-lab-token1-$$" "evidence: curl -sSv http://127.0.0.1:80/netns-lab-token1-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token1-$$ 2>&1 || true)"
 # curl 127.0.0.1:80 on the host is refused: http host -> http://127.0.0.1:80: refused [* connect to 127.0.0.1 port 80 failed: Connection refused; curl: (7) Failed to connect to 127.0.0.1 port 80 after N ms: Couldn't connect to server]
+# nft trace shows the local SYN passing the prerouting hook on lo, still addressed to :80: trace id 0a3680d2 ip filter prerouting packet: iif "lo" @ll,0,112 0x800 ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 16828 ip length 60 tcp sport 39080 tcp dport 80 tcp flags == syn tcp window 65495
+# the same trace has no nat prerouting line for it: its NAT was decided in output (a null binding where output has no nat rule), so conntrack does not run that chain: the local SYN traced in ip filter trace-output, ip filter trace-prerouting, ip filter prerouting
 ip netns exec $L-host nft list ruleset
-# the nat prerouting chain never ran for the local connection: its first rule, which counts everything, saw nothing: prerouting-chain counter 0 packet(s), prerouting-redirect 0
+# the prerouting hook ran for the local SYN, its nat chain did not: the filter-type prerouting chain counted it, the nat chain's first rule, which counts everything, saw nothing: prerouting-filter-lo counter n packet(s); prerouting-chain 0, prerouting-redirect 0
 expect answered "netns-lab-token2-$$" "evidence: curl -sSv http://192.168.124.139:80/netns-lab-token2-$$" "$(ip netns exec $L-lan curl -sSv http://192.168.124.139:80/netns-lab-token2-$$ 2>&1 || true)"
 # the LAN reaches 192.168.124.139:80 through the same rule: http lan -> http://192.168.124.139:80: connected (token echoed) answer "GET /netns-lab-token2-$$ HTTP/1.1 served by 192.168.124.139 port 3000"
+# the same trace shows the LAN's SYN in the nat prerouting chain, redirected by its rule: trace id dc7698df ip nat prerouting packet: iif "eth0" ether saddr 22:26:6f:c2:7c:ca ether daddr 6e:57:09:7c:1f:c8 ip saddr 192.168.124.2 ip daddr 192.168.124.139 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 49627 ip length 60 tcp sport 59054 tcp dport 80 tcp flags == syn tcp window 64240
 ip netns exec $L-host nft list ruleset
 # the chain ran for the LAN's connection, and the redirect rule counted it: prerouting-chain counter n packet(s), prerouting-redirect 1
+stop h2
 
 phase "fix"
 ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
@@ -157,12 +179,18 @@ table ip nat {
 NETNS_LAB_EOF
 
 phase "proof"
+ip netns exec $L-host stdbuf -oL nft monitor trace >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # nft trace stream
+ready h3 'ip netns exec $L-host cat /proc/net/netlink | grep -Eq "^[0-9a-f]+ +12 +$(cat "$LOG.pid") +[0-9a-f]{5}[13579bdf][0-9a-f]{2} "'
 ip netns exec $L-host nft list ruleset
 expect answered "netns-lab-token3-$$" "proof: curl -sSv http://127.0.0.1:80/netns-lab-token3-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token3-$$ 2>&1 || true)"
 # curl 127.0.0.1:80 on the host gets the :3000 service: http host -> http://127.0.0.1:80: connected (token echoed) answer "GET /netns-lab-token3-$$ HTTP/1.1 served by 127.0.0.1 port 3000"
 ip netns exec $L-host nft list ruleset
 # the output-hook rule redirected it: counter n packet(s)
+# nft trace shows the local SYN in the nat output hook, redirected by the fix's rule, and entering prerouting already addressed to :3000: trace id c0c6297f ip nat output packet: oif "lo" ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 27764 ip length 60 tcp sport 39094 tcp dport 80 tcp flags == syn tcp window 65495
+# and no nat prerouting line for it: NAT was decided in output: the local SYN traced in ip filter trace-output, ip nat output, ip filter trace-prerouting, ip filter prerouting
+ip netns exec $L-host nft list ruleset
 # the prerouting rule still saw only the LAN: counter n packet(s) before the local connection, 1 after
+stop h3
 
 echo
 echo "PASS: loopback-redirect: breakage shown, fix applied, proof holds"

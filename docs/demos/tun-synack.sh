@@ -64,8 +64,9 @@ probe() {
   kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   cat "$out"
 }
-# stop <log>: stops a capture and shows what it saw
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -INT "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
+# stop <log>: stops a capture or event stream and shows what it saw; TERM, not INT: a script's background
+# job starts with SIGINT ignored, and nft monitor never undoes that
+stop() { local pid; pid=$(cat "$W/$1.pid"); kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in
@@ -327,8 +328,8 @@ ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'udp port 443' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eno2
 ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - UDP:1.1.1.1:443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # udp probe to 1.1.1.1:443
-# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558668048000, 8192): Connection refused]
-# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558668048000, 8192): Connection refused]
+# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559cd4412000, 8192): Connection refused]
+# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559cd4412000, 8192): Connection refused]
 ip netns exec $L-host nft list ruleset
 expect answered "netns-lab-token4-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)"
 ip netns exec $L-host nft list ruleset
