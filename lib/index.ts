@@ -31,11 +31,12 @@ export { CommandError, type RunResult } from './exec.ts';
 export { counterOf, counterWhere, Iptables, type IptablesBackend, Nft, type RuleCounter, type RuleRef } from './firewall.ts';
 export { Lab } from './lab.ts';
 export {
-  describe as describeProbe,
+  describeProbe,
   http,
   type ProbeOptions,
   type ProbeOutcome,
   type ProbeResult,
+  ping,
   type ServerKind,
   serve,
   tcp,

@@ -1,6 +1,6 @@
 // vitest matchers in the lab's vocabulary: expect(result).toPass(), expect(probe).toConnect().
 import { expect } from 'vitest';
-import { describe as describeProbe, type ProbeOutcome, type ProbeResult } from './probe.ts';
+import { describeProbe, type ProbeOutcome, type ProbeResult } from './probe.ts';
 import type { ScenarioResult } from './run.ts';
 import { explainResult } from './verdict.ts';
 

@@ -159,7 +159,8 @@ export async function ping(from: Host, address: string, opts: ProbeOptions = {})
   };
 }
 
-export function describe(r: ProbeResult): string {
+/** A probe's result in one line: kind, endpoints, outcome, the answer and socat's or curl's diagnostics. */
+export function describeProbe(r: ProbeResult): string {
   const answer = r.payload ? ` answer "${r.payload.slice(0, 120)}"` : '';
   return `${r.kind} ${r.from} -> ${r.to}: ${r.outcome}${r.echoed ? (r.token ? ' (token echoed)' : ' (answered)') : ''}${answer}${r.detail ? ` [${r.detail.replace(/\n/g, '; ')}]` : ''}`;
 }

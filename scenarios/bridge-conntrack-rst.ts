@@ -46,7 +46,7 @@
  */
 import { capture, conntrackEvents, counterWatch, isReset, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
 import { counterWhere, Iptables, type IptablesBackend, type RuleCounter, type RuleRef } from '../lib/firewall.ts';
-import { describe, type ProbeResult, ping, serve, tcp } from '../lib/probe.ts';
+import { describeProbe, type ProbeResult, ping, serve, tcp } from '../lib/probe.ts';
 import { defineScenario, type ScenarioDefinition } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
 import { poll } from '../lib/wait.ts';
@@ -255,8 +255,8 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         async evidence(ctx, check) {
           // the write-up's symptoms: the LAN works, ping to the host works, only the published port fails
           const [lanDevice, pinged] = await Promise.all([tcp(ctx.ha, `${LAN_DEVICE}:7`), ping(ctx.ha, HOST)]);
-          check.contrast(lanDevice.echoed, 'ha reaches a device on the LAN', describe(lanDevice));
-          check.contrast(pinged.echoed, `ha pings ${HOST}`, describe(pinged));
+          check.contrast(lanDevice.echoed, 'ha reaches a device on the LAN', describeProbe(lanDevice));
+          check.contrast(pinged.echoed, `ha pings ${HOST}`, describeProbe(pinged));
           // an IP-less bridge still answers ARP for the host's addresses: arp_ignore=1 leaves it to br-mellanox
           const [neigh, mellanox] = await Promise.all([
             ctx.ha.exec(['ip', '-j', 'neigh', 'show', HOST]),
@@ -433,7 +433,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         async proof(ctx, check) {
           const events = await conntrackEvents(ctx.host);
           const { result, counted } = await connect(ctx);
-          check.that(result.echoed, `ha's token comes back from the app through ${PUBLISHED}`, describe(result));
+          check.that(result.echoed, `ha's token comes back from the app through ${PUBLISHED}`, describeProbe(result));
           await events.drain();
           const all = await events.stop();
           const reverse = all.filter((e) => e.type === 'NEW' && e.original.src === HOST && e.original.sport === 5000);
@@ -463,7 +463,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
 
         async evidence(ctx, check) {
           const { result, counted } = await connect(ctx);
-          check.that(!result.echoed, 'ha gets no answer from the published port again', describe(result));
+          check.that(!result.echoed, 'ha gets no answer from the published port again', describeProbe(result));
           const seen = counted.show(NAT_IN_LAN, NAT_IN_MELLANOX);
           check.that(
             counted(NAT_IN_LAN) > 0 && counted(NAT_IN_MELLANOX) === 0,
@@ -483,7 +483,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
 
         async proof(ctx, check) {
           const { result, counted } = await connect(ctx);
-          check.that(result.echoed, `ha's token comes back from the app through ${PUBLISHED}`, describe(result));
+          check.that(result.echoed, `ha's token comes back from the app through ${PUBLISHED}`, describeProbe(result));
           const seen = counted.show(NOTRACK, NAT_IN_LAN, NAT_IN_MELLANOX);
           check.that(
             counted(NOTRACK) > 0 && counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) > 0,

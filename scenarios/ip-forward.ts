@@ -11,7 +11,7 @@
  */
 import { capture, counterWatch } from '../lib/evidence.ts';
 import { counterOf, Iptables } from '../lib/firewall.ts';
-import { describe, serve, tcp } from '../lib/probe.ts';
+import { describeProbe, serve, tcp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
 
@@ -119,7 +119,7 @@ export default defineScenario({
     const uplink = await onUplink.stop();
     const forwarded = uplink.find((p) => p.src === HOST_UPLINK && p.dst === INTERNET && p.flags === 'S');
     check.that(forwarded !== undefined, ON_UPLINK, forwarded?.raw ?? onUplink.summary());
-    check.that(result.echoed, 'the internet host answers the container', describe(result));
+    check.that(result.echoed, 'the internet host answers the container', describeProbe(result));
     check.that(
       result.payload.endsWith(`from ${HOST_UPLINK}`),
       `the internet host saw the masqueraded source ${HOST_UPLINK}`,

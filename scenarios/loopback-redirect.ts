@@ -15,7 +15,7 @@
  */
 import { type NftTrace, nftTrace, type TraceEvent, tracedField } from '../lib/evidence.ts';
 import { counterOf, Nft } from '../lib/firewall.ts';
-import { describe, http, serve } from '../lib/probe.ts';
+import { describeProbe, http, serve } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
 import { veth, words } from '../lib/topology.ts';
 
@@ -110,7 +110,7 @@ export default defineScenario({
   async evidence({ lan, host, nft }, check) {
     const trace = await nftTrace(host);
     const local = await http(host, 'http://127.0.0.1:80');
-    check.that(local.outcome === 'refused', 'curl 127.0.0.1:80 on the host is refused', describe(local));
+    check.that(local.outcome === 'refused', 'curl 127.0.0.1:80 on the host is refused', describeProbe(local));
     // the filter-type chain runs after dstnat: once the SYN is traced there, a nat prerouting trace of it would be in
     const entered = await trace.waitFor(synIn('ip filter', 'prerouting'));
     check.that(
@@ -134,7 +134,7 @@ export default defineScenario({
       `prerouting-filter-lo counter ${filter} packet(s); prerouting-chain ${chain}, prerouting-redirect ${counterOf(untouched, 'prerouting-redirect').packets}`,
     );
     const remote = await http(lan, `http://${HOST}:80`);
-    check.contrast(remote.echoed, `the LAN reaches ${HOST}:80 through the same rule`, describe(remote));
+    check.contrast(remote.echoed, `the LAN reaches ${HOST}:80 through the same rule`, describeProbe(remote));
     // the same trace sees a nat prerouting line when there is one
     const redirect = await trace.waitFor(
       (e) => e.kind === 'rule' && e.table === 'ip nat' && e.chain === 'prerouting' && e.detail.includes('comment "prerouting-redirect"'),
@@ -175,7 +175,7 @@ export default defineScenario({
     const trace = await nftTrace(host);
     const before = await nft.counter('prerouting-redirect');
     const local = await http(host, 'http://127.0.0.1:80');
-    check.that(local.echoed, 'curl 127.0.0.1:80 on the host gets the :3000 service', describe(local));
+    check.that(local.echoed, 'curl 127.0.0.1:80 on the host gets the :3000 service', describeProbe(local));
     const counters = await nft.counters();
     const output = counterOf(counters, 'output-redirect', { absentIsZero: true });
     check.that(output.packets > 0, 'the output-hook rule redirected it', `counter ${output.packets} packet(s)`);

@@ -32,7 +32,7 @@
  */
 import { capture, isSynAck, type Packet, type RouteDecision, routeGet } from '../lib/evidence.ts';
 import { counterWhere, Nft } from '../lib/firewall.ts';
-import { describe, serve, tcp, udp } from '../lib/probe.ts';
+import { describeProbe, serve, tcp, udp } from '../lib/probe.ts';
 import { cidrComplement } from '../lib/routes.ts';
 import { type Check, defineScenario } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
@@ -80,7 +80,7 @@ async function synAckIntoTun({ client, host }: Ctx, check: Check): Promise<void>
   check.that(
     seen !== undefined,
     `the pod's SYN-ACK, from ${HOST}:8443 after the de-NAT, goes into Meta`,
-    seen ? seen.raw : `${meta.summary()}; meanwhile ${describe(result)}`,
+    seen ? seen.raw : `${meta.summary()}; meanwhile ${describeProbe(result)}`,
   );
   check.that(
     waiting?.stdout.includes(`${PUBLIC}:8443`) ?? false,
@@ -103,7 +103,7 @@ async function podAnswers({ client }: Ctx, check: Check): Promise<void> {
   check.that(
     result.echoed && result.payload.endsWith(`from ${CLIENT}`),
     `the client gets the pod's answer through ${PUBLIC}:8443`,
-    describe(result),
+    describeProbe(result),
   );
 }
 
@@ -118,7 +118,7 @@ async function podConnects({ pod, nft }: Ctx) {
   const count = (await redirected(nft)) - before;
   // the client sees the router's address; only the host's listener sees the pod's own
   const proxied = result.echoed && result.payload.endsWith(`from ${POD}`) && count > 0;
-  return { proxied, seen: `${describe(result)}; mihomo's redirect rule took ${count} packet(s)` };
+  return { proxied, seen: `${describeProbe(result)}; mihomo's redirect rule took ${count} packet(s)` };
 }
 
 /** A datagram the pod sends itself (QUIC to the same API): auto-redirect leaves UDP to the routing rules. Where does it leave the host? */
@@ -130,7 +130,7 @@ async function podSendsUdp({ host, pod }: Ctx) {
   const [onMeta, onEno2] = await Promise.all([meta.stop(), eno2.stop()]);
   const seen = { meta: onMeta.filter(out), eno2: onEno2.filter(out) };
   const first = (list: Packet[]) => list[0]?.raw ?? 'nothing';
-  return { ...seen, seen: `Meta: ${first(seen.meta)}; eno2: ${first(seen.eno2)}; ${describe(result)}` };
+  return { ...seen, seen: `Meta: ${first(seen.meta)}; eno2: ${first(seen.eno2)}; ${describeProbe(result)}` };
 }
 
 export default defineScenario<Ctx>({
@@ -272,7 +272,7 @@ export default defineScenario<Ctx>({
         check.contrast(
           own.echoed && own.payload.endsWith(`from ${CLIENT}`),
           `in the same state the host's own :8100 answers the client`,
-          describe(own),
+          describeProbe(own),
         );
       },
 

@@ -35,7 +35,7 @@
 import type { Background } from '../lib/background.ts';
 import { counterWatch } from '../lib/evidence.ts';
 import { counterOf, Iptables } from '../lib/firewall.ts';
-import { describe, type ProbeResult, serve, tcp, udp } from '../lib/probe.ts';
+import { describeProbe, type ProbeResult, serve, tcp, udp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
 
@@ -115,7 +115,7 @@ async function v2ray(host: Host, file: string, config: string, note: string): Pr
 }
 
 const viaOwnExit = (results: ProbeResult[]) => results.every((r, i) => r.echoed && r.payload.endsWith(`from ${EXITS[i]}`));
-const described = (results: ProbeResult[]) => results.map(describe).join('; ');
+const described = (results: ProbeResult[]) => results.map(describeProbe).join('; ');
 
 /**
  * One datagram from each container to the echo server. A probe ends at its answer or as soon as
