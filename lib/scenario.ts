@@ -80,7 +80,7 @@ export interface ScenarioDefinition<C> {
   /** One line each, for `list` and the README. */
   breaks: string;
   fixes: string;
-  /** The topology picture, as drawn in the file header. */
+  /** The topology picture, the one drawing of it (the header points here; demos show it). */
   picture: string;
   requires: { tools: ToolRequirement[]; features?: Feature[] };
   topology(lab: Lab): Promise<C>;

@@ -6,14 +6,7 @@
  * device on the LAN, but 192.168.137.250:5000, a port Docker publishes from a container on its
  * own network, fails: first silently, and once two fixes are in, with "connection reset by peer".
  *
- *   ha (homeassistant)          host                                                      app
- *   eth0 192.168.137.248/24 ══ veth-ha ─[br-lan137, no address]─ veth-lan137-1
- *                                                                   ║ (netplan's veth pair)
- *                                      ─[br-mellanox 192.168.137.250/24]─ veth-lan137-2
- *   lan (a LAN device)                                         └─ veth-lan ══ eth0 192.168.137.10/24 :7 echo
- *                                      ─[br-da66fb6805df 172.18.0.1/16]─ veth-app ══ eth0 172.18.0.4/16
- *                                      Docker: ! -i br-da66fb6805df tcp dpt:5000            :5000 echo
- *                                              DNAT to 172.18.0.4:5000
+ *   (the topology is drawn once, in `picture` below; the demos show it)
  *
  * In the order the connection meets them:
  * 1 bridge-nf-call-iptables=1 hands the frame crossing br-lan137 to iptables, and Docker's DNAT

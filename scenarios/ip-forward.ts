@@ -2,9 +2,7 @@
  * ip-forward: net.ipv4.ip_forward=0 silently drops forwarded container traffic.
  * Write-up 004: "only the veth shows the packets, the uplink never does" — fixed by ip_forward=1.
  *
- *   container                  host                                   internet
- *   eth0 192.168.122.10 ══ veth-c ─[docker0 192.168.122.1]   eth0 198.51.100.2 ══ eth0 198.51.100.1
- *        default via .1                     MASQUERADE -s 192.168.122.0/24 ! -d 192.168.122.0/24   :80 whoami
+ *   (the topology is drawn once, in `picture` below; the demos show it)
  *
  * With forwarding off the host's routing lookup for a packet to a foreign address fails;
  * ip_error() counts it in Ip InAddrErrors and, because forwarding is off, sends no ICMP.

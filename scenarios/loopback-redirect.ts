@@ -7,11 +7,7 @@
  * once per connection, at its first nat hook (output), so conntrack never runs the nat prerouting
  * chain for it. The fix is the same redirect in the nat output hook, where the author traced it.
  *
- *   lan                              host
- *   eth0 192.168.124.2/24 ══ eth0 192.168.124.139/24
- *                                   lo 127.0.0.1        :3000 http (caddy, unprivileged)
- *                                   nat prerouting: tcp dport 80 redirect to :3000
- *                                   filter prerouting: counts SYNs from lo
+ *   (the topology is drawn once, in `picture` below; the demos show it)
  */
 import { type NftTrace, nftTrace, type TraceEvent, tracedField } from '../lib/evidence.ts';
 import { counterOf, Nft } from '../lib/firewall.ts';

@@ -3,15 +3,7 @@
  * Write-up 000: with mihomo in tun mode, every service published from a container hangs for
  * outside clients, while the host's own services answer.
  *
- *   client          router                 host                              pod
- *   eth0 1.1.1.1 ══ wan0 114.154.19.19
- *   :443 API        lan0 192.168.3.1/24 ══ eno2 192.168.3.7/24
- *                   dnat :8443,:8100       default via 192.168.3.1
- *                   masquerade lan         :8100 host service
- *                                          ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
- *                                          CNI-HOSTPORT-DNAT :8443           :8443 service
- *                                          Meta 198.18.0.1/30 (mihomo's tun)
- *                                          inet mihomo: tcp redirect to :43591
+ *   (the topology is drawn once, in `picture` below; the demos show it)
  *
  * The client's SYN to :8443 enters on eno2, is DNATed to the pod and routed to cni0 (rule 9002
  * finds 10.42.0.0/24 in main). The pod's SYN-ACK enters the host on cni0, bound for 1.1.1.1:

@@ -4,12 +4,7 @@
  * (nat REDIRECT) leaves every container by its own remote exit; UDP (mangle TPROXY) never
  * reaches V2Fly, and /proc/net/snmp shows Udp NoPorts climbing.
  *
- *   c0 eth0 10.8.0.10 ══ vc0 ─┐ host                                       inet                    ┌─ p0 ══ eth0 203.0.113.10 hk0
- *   c1 eth0 10.8.0.11 ══ vc1 ─┼─[br0 10.8.0.1/24]   eth0 203.0.113.2/24 ══ ph ─[ix 203.0.113.1/24]─┼─ p1 ══ eth0 203.0.113.11 hk1
- *   c2 eth0 10.8.0.12 ══ vc2 ─┘                                                                    └─ p2 ══ eth0 203.0.113.12 hk2
- *      default via 10.8.0.1     v2ray dokodemo-door 10.8.0.1:10900         lo 198.51.100.7            default via 203.0.113.1
- *                               source .10/.11/.12 → socks hk0/1/2         :7 tcp+udp whoami          v2ray socks :1080 → freedom
- *                               bridge-nf-call-iptables=1, no forwarding
+ *   (the topology is drawn once, in `picture` below; the demos show it)
  *
  * Every hop ends in a socket (v2ray on the host, v2ray on hkN, the whoami server), so the only
  * way from a container to 198.51.100.7 is the tunnel, and the whoami answer names the exit.
