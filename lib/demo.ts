@@ -102,7 +102,7 @@ function sections(steps: Step[], prefix: string): Section[] {
 }
 
 const isVerdict = (s: Step) => !s.line && s.note;
-const isEventStream = (s: Step) => s.background && /^(conntrack|nft trace)/.test(s.note ?? '');
+const isEventStream = (s: Step) => s.kind === 'event stream';
 const looksLikeJson = (text: string) => /^\s*[[{]/.test(text);
 const isIpBatch = (s: Step) => / -batch -$/.test(s.line);
 

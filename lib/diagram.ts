@@ -184,7 +184,7 @@ export function connectionsBefore(all: Step[], step: Step): Set<string> {
   );
 }
 
-export const isCapture = (s: Step) => s.background === true && /^capture on /.test(s.note ?? '');
+export const isCapture = (s: Step) => s.kind === 'capture';
 export const isProbe = (s: Step) => s.shell?.probe !== undefined || /^(tcp|udp) probe to /.test(s.note ?? '');
 /** A probe that only made traffic to watch: stopped once its packet showed, its outcome is no claim. */
 export const isWatch = (s: Step) => isProbe(s) && s.shell?.probe === undefined;

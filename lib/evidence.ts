@@ -143,7 +143,11 @@ export async function capture(host: Host, iface: string, filter = ''): Promise<C
   // argument, as a reader types it in quotes
   const pcap = host.lab.artifactPath(`${host.name}-${iface}`, 'pcap');
   const argv = ['tcpdump', '-l', '-n', '--immediate-mode', '-U', '-w', pcap, '--print', '-i', iface, ...(filter ? [filter] : [])];
-  const started = new Capture(host, iface, await host.start(argv, { note: `capture on ${iface}`, ready: '^(tcpdump: )?listening on' }));
+  const started = new Capture(
+    host,
+    iface,
+    await host.start(argv, { note: `capture on ${iface}`, kind: 'capture', ready: '^(tcpdump: )?listening on' }),
+  );
   await started.countUnfiltered();
   return started;
 }
@@ -292,6 +296,7 @@ export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
   const remove = shellLine(inNetns(host.ns, ['conntrack', '-D', ...canaryTuple('9')]));
   const proc = host.spawn(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], {
     note: 'conntrack event stream',
+    kind: 'event stream',
     shell: { ready: `{ ${insert}; grep -q ${CANARY_ADDRESS} "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
   });
   const events = new ConntrackEvents(host, proc);
@@ -395,6 +400,7 @@ export async function nftTrace(host: Host): Promise<NftTrace> {
   const netlink = shellLine(inNetns(host.ns, ['cat', '/proc/net/netlink']));
   const proc = host.spawn(['stdbuf', '-oL', 'nft', 'monitor', 'trace'], {
     note: 'nft trace stream',
+    kind: 'event stream',
     shell: { ready: `${netlink} | grep -Eq "${subscribed('$(cat "$LOG.pid")')}"` },
   });
   const pattern = new RegExp(subscribed(String(proc.pid)), 'm');

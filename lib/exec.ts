@@ -13,6 +13,8 @@ export interface ShellHints {
   probe?: { token: string; echoed: boolean };
 }
 
+export type HelperKind = 'capture' | 'event stream';
+
 export interface Step {
   phase: Phase;
   /** Stage of a multi-stage scenario. */
@@ -31,6 +33,8 @@ export interface Step {
   stderr: string;
   /** Long-running helper (capture, server, event stream): output is what it printed until stopped. */
   background?: boolean;
+  /** What a helper's output is, for demos: packets of a capture, or an event stream (conntrack, nft trace). */
+  kind?: HelperKind;
   /** Short why-line for demos; a step with only a note is a verdict. */
   note?: string;
   /** A readiness or evidence poll: demos collapse repeats, demo scripts leave it out. */

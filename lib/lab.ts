@@ -8,6 +8,7 @@ import type { LeftOut } from './ablate.ts';
 import { Background } from './background.ts';
 import {
   type CommandOptions,
+  type HelperKind,
   inNetns,
   type Phase,
   type RunResult,
@@ -126,6 +127,7 @@ const SNAPSHOT_COMMANDS = [
 
 export interface SpawnOptions {
   note?: string;
+  kind?: HelperKind;
   stdin?: boolean;
   shell?: ShellHints;
 }
@@ -263,7 +265,7 @@ export class Lab implements AsyncDisposable {
   /** Starts a long-running process owned by this lab; it is stopped at teardown if not before. */
   spawn(host: Host | undefined, argv: readonly string[], opts: SpawnOptions = {}): Background {
     if (this.torndown) throw new TornDown();
-    const { note, shell } = opts;
+    const { note, shell, kind } = opts;
     const proc = spawn(this.transcript, host, argv, opts);
     const bg = new Background(proc, host?.name, processRef(proc.pid));
     const step = this.transcript.record({
@@ -275,6 +277,7 @@ export class Lab implements AsyncDisposable {
       stderr: '',
       background: true,
       note,
+      ...(kind ? { kind } : {}),
       shell,
       startedAt: proc.startedAt,
     });

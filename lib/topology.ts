@@ -1,7 +1,7 @@
 // Hosts (network namespaces) and what connects them: veth pairs, bridges, the dummy tun, sysctls.
 // Interfaces are created inside lab namespaces only, so they keep the names the write-ups use.
 import type { Background } from './background.ts';
-import type { CommandOptions, RunResult } from './exec.ts';
+import type { CommandOptions, HelperKind, RunResult } from './exec.ts';
 import type { Lab, SpawnOptions } from './lab.ts';
 import { deadline } from './time.ts';
 import { waitFor } from './wait.ts';
@@ -32,8 +32,11 @@ export class Host {
    * Starts a helper and resolves once it prints a line matching `ready`, an extended regular
    * expression read the same by JavaScript and by `grep -E` (the demo script waits on it too).
    */
-  async start(command: readonly string[], opts: { note: string; ready: string; timeoutMs?: number }): Promise<Background> {
-    const proc = this.spawn(command, { note: opts.note, shell: { ready: `grep -Eq '${opts.ready}' "$LOG"` } });
+  async start(
+    command: readonly string[],
+    opts: { note: string; ready: string; timeoutMs?: number; kind?: HelperKind },
+  ): Promise<Background> {
+    const proc = this.spawn(command, { note: opts.note, kind: opts.kind, shell: { ready: `grep -Eq '${opts.ready}' "$LOG"` } });
     const pattern = new RegExp(opts.ready);
     if (!(await proc.waitForLine((l) => pattern.test(l), opts.timeoutMs ?? deadline('ready')))) {
       throw new Error(`${opts.note} in ${this.name} did not become ready: ${proc.text() || '(no output)'}`);
