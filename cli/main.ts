@@ -346,6 +346,12 @@ async function cmdAblate(selected: Scenario[], json: boolean, write: boolean): P
 
 const clip = (text: string, n: number) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
+/** What `verify --ablate --write` kept for a scenario of this package, if it ran. */
+function ablationOf(scenario: Scenario): AblationRow[] | undefined {
+  const file = join(PROJECT_ROOT, 'docs', 'demos', `${scenario.name}.ablation.json`);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as AblationRow[]) : undefined;
+}
+
 async function cmdDemo(selected: Scenario[], format: string, write: boolean): Promise<number> {
   if (!['md', 'sh'].includes(format)) throw new UsageError(`unknown format '${format}' (md or sh)`);
   preflight(selected);
@@ -362,13 +368,13 @@ async function cmdDemo(selected: Scenario[], format: string, write: boolean): Pr
     if (write) {
       const dir = join(PROJECT_ROOT, 'docs', 'demos');
       mkdirSync(dir, { recursive: true });
-      const ablationFile = join(dir, `${scenario.name}.ablation.json`);
-      const ablation = existsSync(ablationFile) ? (JSON.parse(readFileSync(ablationFile, 'utf8')) as AblationRow[]) : undefined;
-      writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result, demoVersions(scenario), ablation));
+      writeFileSync(join(dir, `${scenario.name}.md`), renderMarkdown(scenario, result, demoVersions(scenario), ablationOf(scenario)));
       writeFileSync(join(dir, `${scenario.name}.sh`), renderShell(scenario, result), { mode: 0o755 });
       process.stderr.write(`  wrote docs/demos/${scenario.name}.md and .sh\n`);
     } else {
-      process.stdout.write(format === 'sh' ? renderShell(scenario, result) : renderMarkdown(scenario, result, demoVersions(scenario)));
+      process.stdout.write(
+        format === 'sh' ? renderShell(scenario, result) : renderMarkdown(scenario, result, demoVersions(scenario), ablationOf(scenario)),
+      );
     }
   }
   return ok ? 0 : 1;
