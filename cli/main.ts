@@ -22,7 +22,7 @@ import {
   missingVerdicts,
 } from '../lib/matrix.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
-import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, STATE_DIR } from '../lib/registry.ts';
+import { type CleanOptions, cleanPlan, NS_PREFIX, readRecords, reapDead, stateDir } from '../lib/registry.ts';
 import { compareReports, environment, junitXml, type Report, resultData } from '../lib/report.ts';
 import {
   FEATURES,
@@ -430,7 +430,7 @@ function cmdNew(args: string[], dir: string | undefined): number {
 function printPlan(opts: CleanOptions, verb: string): void {
   const { plans, refused, unclaimed } = cleanPlan(opts);
   if (!plans.length && !refused.length && !unclaimed.length) {
-    process.stdout.write(`no labs (state in ${STATE_DIR})\n`);
+    process.stdout.write(`no labs (state in ${stateDir()})\n`);
     return;
   }
   const rows = plans.map((p) => [
@@ -442,7 +442,7 @@ function printPlan(opts: CleanOptions, verb: string): void {
   ]);
   if (rows.length)
     process.stdout.write(`${table([['run', 'scenario', 'owner', 'namespaces', `\`clean${cleanFlags(opts)}\``], ...rows])}\n`);
-  for (const r of refused) process.stdout.write(`record ${join(STATE_DIR, r.file)} refused (${r.why}): left alone\n`);
+  for (const r of refused) process.stdout.write(`record ${join(stateDir(), r.file)} refused (${r.why}): left alone\n`);
   for (const ns of unclaimed) process.stdout.write(`namespace ${ns}: no record claims it, left alone (ip netns del ${ns})\n`);
 }
 

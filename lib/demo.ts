@@ -14,8 +14,8 @@ import {
   watched,
 } from './diagram.ts';
 import { CANARY_ADDRESS, type Packet, parseTcpdumpLine } from './evidence.ts';
-import type { Phase, Step } from './exec.ts';
-import { NS_PREFIX, runDir } from './registry.ts';
+import { type Phase, type Step, shellQuote } from './exec.ts';
+import { DEFAULT_STATE_DIR, NS_PREFIX, runDir } from './registry.ts';
 import { TOOLS, type Tool, toolVersion } from './requirements.ts';
 import type { ScenarioResult } from './run.ts';
 import type { Scenario } from './scenario.ts';
@@ -431,7 +431,7 @@ function lastError(stderr: string): string {
 const prelude = (scenario: string, hosts: string[]) => `set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root: network namespaces need CAP_NET_ADMIN" >&2; exit 1; }
 L="nlsh$$"           # namespace prefix of this run: $L-<host>
-S="\${NETNS_LAB_STATE_DIR:-/run/netns-lab}"   # netns-lab's state: a killed run is found there by \`netns-lab clean\`
+S="\${NETNS_LAB_STATE_DIR:-${DEFAULT_STATE_DIR}}"   # netns-lab's state: a killed run is found there by \`netns-lab clean\`
 umask 077
 mkdir -p "$S"
 W="$S/sh$$.d"        # helpers' logs and config files
@@ -526,7 +526,7 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
       } else if (step.background) {
         const log = `h${++helper}`;
         out.push(`${line} >"$W/${log}" 2>&1 & PIDS+=($!); echo $! >"$W/${log}.pid"${step.note ? `   # ${step.note}` : ''}`);
-        if (step.shell?.ready) out.push(`ready ${log} '${norm.commands(step.shell.ready).replaceAll("'", `'"'"'`)}'`);
+        if (step.shell?.ready) out.push(`ready ${log} ${shellQuote(norm.commands(step.shell.ready))}`);
         if (isCapture(step) || isEventStream(step)) captures.push(log);
       } else {
         // counters were read as JSON for the checks; the reader gets the same command in its human form

@@ -2,7 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ensureStateDir, leftovers, STATE_DIR } from './registry.ts';
+import { ensureStateDir, leftovers, stateDir } from './registry.ts';
 
 const SYSCTLS = [
   'net.ipv4.ip_forward',
@@ -69,7 +69,7 @@ export function snapshotDiff(before: string, after: string): string {
   if (before === after) return '';
   // in root's own state directory: a root run writes nothing into the world-writable $TMPDIR
   ensureStateDir();
-  const dir = mkdtempSync(join(STATE_DIR, 'snapshot-'));
+  const dir = mkdtempSync(join(stateDir(), 'snapshot-'));
   try {
     writeFileSync(join(dir, 'before'), before);
     writeFileSync(join(dir, 'after'), after);

@@ -21,8 +21,12 @@ import { join } from 'node:path';
 import { procStat, waitSync } from './procs.ts';
 import { deadline } from './time.ts';
 
-const DEFAULT_STATE_DIR = '/run/netns-lab';
-export const STATE_DIR = process.env.NETNS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR;
+export const DEFAULT_STATE_DIR = '/run/netns-lab';
+
+/** The state directory: NETNS_LAB_STATE_DIR when set (read at each use, so a test can point it elsewhere), else /run/netns-lab. */
+export function stateDir(): string {
+  return process.env.NETNS_LAB_STATE_DIR || DEFAULT_STATE_DIR;
+}
 const NETNS_DIR = '/run/netns';
 /** Every lab namespace starts with this; the run id follows. */
 export const NS_PREFIX = 'nl-';
@@ -97,7 +101,7 @@ function untrusted(st: Stats): string | undefined {
 }
 
 /** Creates the state directory (0700, whatever the umask) or checks the one there. */
-export function ensureStateDir(dir = STATE_DIR): void {
+export function ensureStateDir(dir = stateDir()): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
   if (!st.isDirectory()) throw new UntrustedState(dir, 'not a directory');
@@ -110,14 +114,14 @@ export function ensureStateDir(dir = STATE_DIR): void {
 export function writeRecord(record: RunRecord): void {
   ensureStateDir();
   // rename is atomic: a concurrent reaper never reads half a record
-  const tmp = join(STATE_DIR, `.${record.id}.tmp`);
+  const tmp = join(stateDir(), `.${record.id}.tmp`);
   writeFileSync(tmp, JSON.stringify({ pidns: OWN_PIDNS, ...record }), { mode: 0o600 });
-  renameSync(tmp, join(STATE_DIR, `${record.id}.json`));
+  renameSync(tmp, join(stateDir(), `${record.id}.json`));
 }
 
 /** A run's directory for the files its processes read (0700: root loads configs from it). */
 export function runDir(id: string): string {
-  return join(STATE_DIR, `${id}.d`);
+  return join(stateDir(), `${id}.d`);
 }
 
 export function makeRunDir(id: string): string {
@@ -131,7 +135,7 @@ export function makeRunDir(id: string): string {
 
 export function removeRecord(id: string): void {
   rmSync(runDir(id), { recursive: true, force: true });
-  rmSync(join(STATE_DIR, `${id}.json`), { force: true });
+  rmSync(join(stateDir(), `${id}.json`), { force: true });
 }
 
 function readdirSafe(dir: string): string[] {
@@ -165,12 +169,12 @@ function recordProblem(file: string, r: any): string | undefined {
 export function readState(): { records: RunRecord[]; refused: RefusedRecord[] } {
   const records: RunRecord[] = [];
   const refused: RefusedRecord[] = [];
-  for (const file of readdirSafe(STATE_DIR)
+  for (const file of readdirSafe(stateDir())
     .filter((f) => f.endsWith('.json'))
     .sort()) {
     let fd: number | undefined;
     try {
-      fd = openSync(join(STATE_DIR, file), 'r');
+      fd = openSync(join(stateDir(), file), 'r');
       const why = untrusted(fstatSync(fd));
       if (why) {
         refused.push({ file, why });
@@ -342,9 +346,9 @@ export function reapDead(opts: CleanOptions = {}): Reaped {
   const reaped: Reaped = { runs: [], namespaces: [], processes: [] };
   for (const plan of cleanPlan(opts).plans) if (plan.remove) reap(plan.record, reaped);
   // a record half-written by a run killed before its rename: older than any write takes
-  for (const file of readdirSafe(STATE_DIR).filter((f) => f.endsWith('.tmp'))) {
+  for (const file of readdirSafe(stateDir()).filter((f) => f.endsWith('.tmp'))) {
     try {
-      const path = join(STATE_DIR, file);
+      const path = join(stateDir(), file);
       if (Date.now() - statSync(path).mtimeMs > deadline('staleRecord')) rmSync(path, { force: true });
     } catch {}
   }

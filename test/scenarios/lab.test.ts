@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { KERNEL_DEFAULTS } from '../../lib/lab.ts';
 import { serve, tcp } from '../../lib/probe.ts';
-import { runDir, STATE_DIR } from '../../lib/registry.ts';
+import { runDir, stateDir } from '../../lib/registry.ts';
 import { veth } from '../../lib/topology.ts';
 import { labTest as test } from './fixtures.ts';
 
@@ -46,9 +46,9 @@ test('state is 0700 and 0600 whatever the umask', async ({ lab }) => {
     // written again under umask 000: the record (a host is recorded before it is made) and a config file
     await lab.host('h');
     const file = lab.writeFile('config.json', '{}');
-    expect(statSync(STATE_DIR).mode & 0o777).toBe(0o700);
+    expect(statSync(stateDir()).mode & 0o777).toBe(0o700);
     expect(statSync(runDir(lab.id)).mode & 0o777).toBe(0o700);
-    expect(statSync(join(STATE_DIR, `${lab.id}.json`)).mode & 0o777).toBe(0o600);
+    expect(statSync(join(stateDir(), `${lab.id}.json`)).mode & 0o777).toBe(0o600);
     expect(statSync(file).mode & 0o777).toBe(0o600);
   } finally {
     process.umask(umask);
