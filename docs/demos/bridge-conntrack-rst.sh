@@ -229,12 +229,12 @@ NETNS_LAB_EOF
 
 phase "bridge-nf-call-iptables: evidence"
 expect answered "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.10:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.10:7 2>&1 || true)"
-ip netns exec $L-ha ping -n -c 1 -W 1.3 192.168.137.250
+ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha reaches a device on the LAN: tcp ha -> 192.168.137.10:7: connected (token echoed) answer "netns-lab-token1-$$"
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
 ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 0a:52:48:4e:18:3c; br-mellanox: 0a:52:48:4e:18:3c
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 46:aa:b4:03:fd:98; br-mellanox: 46:aa:b4:03:fd:98
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
