@@ -34,14 +34,14 @@ export function classify(stderr: string, answered: boolean, connected: boolean):
 export interface ProbeOptions {
   /**
    * Give up after this long. Default: the time base's probe deadline (breakage is proven by evidence,
-   * not by waiting), or, when `until` or `stopWhen` decides the end, longer than any wait for evidence:
-   * the probe holds its socket until the evidence (or a check of that socket) is in.
+   * not by waiting), or, when `until` decides the end, longer than any wait for evidence: the probe
+   * holds its socket until the evidence (or a check of that socket) is in.
    */
   timeoutMs?: number;
-  /** Stop early when this settles: the evidence already proved the exchange cannot complete. */
+  /** Stop early when this settles: the evidence is in (the exchange cannot complete, or the packet to watch showed). */
   until?: Promise<unknown>;
-  /** Stop early when this settles: the probe only made traffic to watch; its outcome is not a claim. */
-  stopWhen?: Promise<unknown>;
+  /** The probe only makes traffic to watch: its outcome is no claim, and a demo script does not check it. */
+  watch?: boolean;
   /** Bytes to send, newline included (tcp/udp): the token padded with dots, e.g. a segment too big for a path's MTU. */
   size?: number;
 }
@@ -52,7 +52,7 @@ export function probePayload(token: string, size?: number): string {
 }
 
 function probeDeadline(opts: ProbeOptions): number {
-  return opts.timeoutMs ?? deadline(opts.until || opts.stopWhen ? 'heldProbe' : 'probe');
+  return opts.timeoutMs ?? deadline(opts.until ? 'heldProbe' : 'probe');
 }
 
 function token(): string {
@@ -78,13 +78,13 @@ async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, o
   // socat reports a reset on read as a warning (W), not an error: either ends the exchange
   const failed = client.waitForLine((l) => / E /.test(l) || /reset by peer/i.test(l), timeoutMs);
   const never = new Promise(() => {});
-  await Promise.race([answered, failed, opts.until ?? never, opts.stopWhen ?? never]);
+  await Promise.race([answered, failed, opts.until ?? never]);
   await from.lab.stop(client, 'SIGKILL');
   const answer = client.text('stdout');
   const stderr = client.text('stderr');
   const echoed = answer.includes(t);
   // a demo script replays the probe and requires the same result, unless its outcome was not a claim
-  if (!opts.stopWhen) client.step!.shell = { probe: { token: t, echoed } };
+  if (!opts.watch) client.step!.shell = { probe: { token: t, echoed } };
   const connected = kind === 'tcp' && /starting data transfer loop/.test(stderr);
   return {
     kind,

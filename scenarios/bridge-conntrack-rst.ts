@@ -124,13 +124,13 @@ const packets = (counters: RuleCounter[], r: RuleRef) => counterWhere(counters, 
 type Counted = ((r: RuleRef) => number) & { show(...rules: RuleRef[]): string };
 
 /**
- * ha connects to the published port. The probe stops as soon as `until` (or `stopWhen`, when its
- * outcome is no claim) holds: a rule has counted, or a promise settled. Returns the probe and what
+ * ha connects to the published port. The probe stops as soon as `until` holds (a rule has counted,
+ * or a promise settled); with `watch` its outcome is no claim. Returns the probe and what
  * each rule counted meanwhile, read once more after the stop: by then the packet's fate is sealed.
  */
 async function connect(
   { ha, ipt }: Ctx,
-  stop: { until?: RuleRef | Promise<unknown>; stopWhen?: RuleRef | Promise<unknown> } = {},
+  stop: { until?: RuleRef | Promise<unknown>; watch?: boolean } = {},
 ): Promise<{ result: ProbeResult; counted: Counted }> {
   const before = await ipt.counters({ quiet: true });
   let ended = false;
@@ -141,7 +141,7 @@ async function connect(
     polls.push(counting);
     return counting;
   };
-  const result = await tcp(ha, PUBLISHED, { until: settle(stop.until), stopWhen: settle(stop.stopWhen) });
+  const result = await tcp(ha, PUBLISHED, { until: settle(stop.until), watch: stop.watch });
   ended = true;
   await Promise.all(polls);
   const after = await ipt.counters();
@@ -261,7 +261,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             `ha sends to ${HOST} by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on ${LAN_BR})`,
             `ha's neighbour ${HOST}: ${used ?? 'none'}; br-mellanox: ${JSON.parse(mellanox.stdout)[0].address}`,
           );
-          const { counted } = await connect(ctx, { stopWhen: DNAT });
+          const { counted } = await connect(ctx, { until: DNAT, watch: true });
           const seen = counted.show(DNAT, NAT_IN_LAN, NAT_IN_MELLANOX);
           // each retransmitted SYN is a new connection to conntrack (the one before was dropped
           // unconfirmed) and is counted again: at least one here, none there
@@ -305,7 +305,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         },
 
         async proof(ctx, check) {
-          const { counted } = await connect(ctx, { stopWhen: SYN_TO_APP });
+          const { counted } = await connect(ctx, { until: SYN_TO_APP, watch: true });
           check.that(counted(SYN_TO_APP) > 0, 'the DNATed SYN now reaches FORWARD', counted.show(SYN_TO_APP));
         },
       },
@@ -334,7 +334,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         // the probe stops at the handshake: what follows is the next stage
         async proof(ctx, check) {
           const onApp = await capture(ctx.app, 'eth0', 'tcp port 5000');
-          const { counted } = await connect(ctx, { stopWhen: onApp.waitFor((p) => fromClient(p) && p.flags === '.') });
+          const { counted } = await connect(ctx, { until: onApp.waitFor((p) => fromClient(p) && p.flags === '.'), watch: true });
           const seen = await onApp.stop();
           const syn = seen.find((p) => fromClient(p) && isSyn(p));
           check.that(syn !== undefined, "the SYN reaches the app, from ha's own address", syn?.raw ?? onApp.summary());

@@ -118,7 +118,7 @@ async function podSendsUdp({ host, pod }: Ctx) {
   const [meta, eno2] = await Promise.all([capture(host, 'Meta', 'udp port 443'), capture(host, 'eno2', 'udp port 443')]);
   const out = (p: Packet) => p.dst === CLIENT && p.dport === 443;
   // a datagram takes one route: the first interface it shows up on decides
-  const result = await udp(pod, `${CLIENT}:443`, { stopWhen: Promise.race([meta.waitFor(out), eno2.waitFor(out)]) });
+  const result = await udp(pod, `${CLIENT}:443`, { until: Promise.race([meta.waitFor(out), eno2.waitFor(out)]), watch: true });
   const [onMeta, onEno2] = await Promise.all([meta.stop(), eno2.stop()]);
   const seen = { meta: onMeta.filter(out), eno2: onEno2.filter(out) };
   const first = (list: Packet[]) => list[0]?.raw ?? 'nothing';
