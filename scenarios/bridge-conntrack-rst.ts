@@ -157,6 +157,12 @@ async function martians({ host, haMac }: Ctx): Promise<string[]> {
   return lines.filter((l, n) => l.includes(`martian source ${APP} from ${CLIENT}, on dev ${LAN_BR}`) && lines[n + 1]?.includes(mac));
 }
 
+// claims that a claim of absence names as its control: the same counter, capture or event stream seeing it happen
+const DNAT_ON_MELLANOX = 'so the DNAT now happens as the SYN enters br-mellanox';
+const REACHES_FORWARD = 'the DNATed SYN now reaches FORWARD';
+const SYN_REACHES_APP = "the SYN reaches the app, from ha's own address";
+const REVERSE_ENTRY = `conntrack took that segment for a new connection from ${PUBLISHED}; its reply tuple clashed with the original one, and the null NAT binding gave it that other port`;
+
 const fromClient = (p: Packet) => p.src === CLIENT && p.dst === APP && p.dport === 5000;
 
 export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition<Ctx> {
@@ -272,7 +278,9 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             `... in nat PREROUTING with in-interface ${LAN_BR}: the bridge handed the frame to iptables`,
             seen,
           );
-          check.that(counted(NAT_IN_MELLANOX) === 0, '... not as the SYN enters br-mellanox, where the author expected it', seen);
+          check.that(counted(NAT_IN_MELLANOX) === 0, '... not as the SYN enters br-mellanox, where the author expected it', seen, {
+            control: DNAT_ON_MELLANOX,
+          });
         },
 
         // with bridge netfilter off, the bridge hands nothing to iptables: the DNAT moves to br-mellanox
@@ -294,6 +302,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             counted(SYN_TO_APP) === 0,
             `... but never reaches FORWARD: routed in from ${LAN_BR}, it fails the reverse-path check`,
             `${counted.show(SYN_TO_APP)}${martian ? `; kernel log: ${martian}` : ''}`,
+            { control: REACHES_FORWARD },
           );
           // with rp_filter off Docker's isolation drops it next (the following stage)
           check.contrast(reached.length === 0, 'nothing reaches the app', onApp.summary());
@@ -306,7 +315,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
 
         async proof(ctx, check) {
           const { counted } = await connect(ctx, { until: SYN_TO_APP, watch: true });
-          check.that(counted(SYN_TO_APP) > 0, 'the DNATed SYN now reaches FORWARD', counted.show(SYN_TO_APP));
+          check.that(counted(SYN_TO_APP) > 0, REACHES_FORWARD, counted.show(SYN_TO_APP));
         },
       },
       {
@@ -324,7 +333,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             seen,
           );
           check.that(counted(ISOLATION_DROP) > 0, `... which drops it on its way into ${APP_BR}`, seen);
-          check.that(reached.length === 0, 'nothing reaches the app', onApp.summary());
+          check.that(reached.length === 0, 'nothing reaches the app', onApp.summary(), { control: SYN_REACHES_APP });
         },
 
         async fix({ ipt }) {
@@ -337,7 +346,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const { counted } = await connect(ctx, { until: onApp.waitFor((p) => fromClient(p) && p.flags === '.'), watch: true });
           const seen = await onApp.stop();
           const syn = seen.find((p) => fromClient(p) && isSyn(p));
-          check.that(syn !== undefined, "the SYN reaches the app, from ha's own address", syn?.raw ?? onApp.summary());
+          check.that(syn !== undefined, SYN_REACHES_APP, syn?.raw ?? onApp.summary());
           const ack = seen.find((p) => fromClient(p) && p.flags === '.');
           check.that(
             ack !== undefined,
@@ -396,11 +405,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
               e.original.dport === port(),
           );
           await events.stop();
-          check.that(
-            entry !== undefined && entry.reply.dport === moved?.sport,
-            `conntrack took that segment for a new connection from ${PUBLISHED}; its reply tuple clashed with the original one, and the null NAT binding gave it that other port`,
-            entry?.raw ?? events.summary(),
-          );
+          check.that(entry !== undefined && entry.reply.dport === moved?.sport, REVERSE_ENTRY, entry?.raw ?? events.summary());
           const answer = atHa.find((p) => isReset(p) && p.src === CLIENT && p.sport === port() && p.dport === moved?.sport);
           check.that(answer !== undefined, 'ha has no socket for that port and answers with RST', answer?.raw ?? onHa.summary());
           const restored = atApp.find((p) => isReset(p) && fromClient(p) && p.sport === port());
@@ -434,14 +439,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             reverse.length === 0,
             `no conntrack entry from ${PUBLISHED} in the reverse direction`,
             reverse[0]?.raw ?? `none among ${all.length} event(s)`,
+            { control: REVERSE_ENTRY },
           );
           const seen = counted.show(NOTRACK, NAT_IN_LAN, NAT_IN_MELLANOX);
           check.that(counted(NOTRACK) > 0, `NOTRACK takes the frames crossing ${LAN_BR} out of conntrack`, seen);
-          check.that(
-            counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) > 0,
-            'so the DNAT now happens as the SYN enters br-mellanox',
-            seen,
-          );
+          check.that(counted(NAT_IN_LAN) === 0 && counted(NAT_IN_MELLANOX) > 0, DNAT_ON_MELLANOX, seen);
         },
       },
       {
@@ -467,6 +469,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             counted(SYN_TO_APP) === 0,
             '... and never reaches FORWARD: rp_filter drops it, as in the second stage',
             counted.show(SYN_TO_APP),
+            { control: REACHES_FORWARD },
           );
         },
 

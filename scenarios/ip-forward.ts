@@ -15,6 +15,7 @@ import { type Host, veth } from '../lib/topology.ts';
 
 const INTERNET = '198.51.100.1';
 const HOST_UPLINK = '198.51.100.2';
+const IN_POSTROUTING = "the container's SYN now reaches POSTROUTING";
 const ON_UPLINK = `the uplink capture sees the container's SYN forwarded, masqueraded to ${HOST_UPLINK}`;
 
 /** The host's uplink, watched the same way for the drop and for the fix: what it shows when forwarding works. */
@@ -88,6 +89,7 @@ export default defineScenario({
       seen.packets === 0,
       "the container's SYN never reaches POSTROUTING, where MASQUERADE would rewrite it",
       `[${seen.packets}:${seen.bytes}] ${seen.rule}`,
+      { control: IN_POSTROUTING },
     );
     check.that(
       uplink.length === 0,
@@ -111,10 +113,12 @@ export default defineScenario({
   },
 
   // the MASQUERADE rule's counter is no evidence: the host's own IGMP reports from 192.168.122.1 match it too
-  async proof({ container, host }, check) {
+  async proof({ container, host, iptables }, check) {
     const onUplink = await watchUplink(host);
     const result = await tcp(container, `${INTERNET}:80`);
-    const uplink = await onUplink.stop();
+    const [uplink, rules] = await Promise.all([onUplink.stop(), iptables.counters({ table: 'mangle' })]);
+    const syn = counterOf(rules, 'syn-to-internet');
+    check.that(syn.packets > 0, IN_POSTROUTING, `[${syn.packets}:${syn.bytes}] ${syn.rule}`);
     const forwarded = uplink.find((p) => p.src === HOST_UPLINK && p.dst === INTERNET && p.flags === 'S');
     check.that(forwarded !== undefined, ON_UPLINK, forwarded?.raw ?? onUplink.summary());
     check.that(result.echoed, 'the internet host answers the container', describeProbe(result));

@@ -169,6 +169,8 @@ phase "proof"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-2.pcap --print -i eth0 'tcp or icmp' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # capture on eth0
 ready h4 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
+ip netns exec $L-host iptables-nft-save -c -t mangle
+# the container's SYN now reaches POSTROUTING: [n:n] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet
 # the uplink capture sees the container's SYN forwarded, masqueraded to 198.51.100.2: 00:00:00.000000 IP 198.51.100.2.PORT1 > 198.51.100.1.80: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the internet host answers the container: tcp container -> 198.51.100.1:80: connected (token echoed) answer "netns-lab-token2-$$ from 198.51.100.2"
 # the internet host saw the masqueraded source 198.51.100.2: netns-lab-token2-$$ from 198.51.100.2
