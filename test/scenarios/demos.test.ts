@@ -22,19 +22,24 @@ function bash(script: string): Promise<{ code: number | null; stdout: string; st
   });
 }
 
-/** The script with one `fix` phase cut out (up to the next phase), and whether its proof replays a probe. */
-function withoutFix(script: string, index: number): { script: string; proofProbes: boolean } {
+/**
+ * The script with its `index`-th break or fix phase cut out (up to the next phase), and whether the
+ * phase after it (the evidence after a break, the proof after a fix) replays a probe.
+ */
+function without(script: string, kind: 'break' | 'fix', index: number): { script: string; nextProbes: boolean } {
   const lines = script.split('\n');
-  const fixes = lines.flatMap((l, i) => (/^phase ".*fix"$/.test(l) ? [i] : []));
-  const start = fixes[index]!;
+  const phases = lines.flatMap((l, i) => (new RegExp(`^phase ".*${kind}"$`).test(l) ? [i] : []));
+  const start = phases[index]!;
   const end = lines.findIndex((l, i) => i > start && l.startsWith('phase '));
-  const proofEnd = lines.findIndex((l, i) => i > end && l.startsWith('phase '));
-  const proof = lines.slice(end, proofEnd === -1 ? undefined : proofEnd);
+  const nextEnd = lines.findIndex((l, i) => i > end && l.startsWith('phase '));
+  const next = lines.slice(end, nextEnd === -1 ? undefined : nextEnd);
   return {
     script: [...lines.slice(0, start + 1), ...lines.slice(end)].join('\n'),
-    proofProbes: proof.some((l) => l.startsWith('expect answered')),
+    nextProbes: next.some((l) => l.startsWith('expect ')),
   };
 }
+
+const count = (script: string, kind: 'break' | 'fix') => script.split('\n').filter((l) => new RegExp(`^phase ".*${kind}"$`).test(l)).length;
 
 /** Commands only, order-insensitive: concurrent steps finish in a different order from run to run. */
 const commandSet = (script: string) =>
@@ -47,21 +52,23 @@ const commandSet = (script: string) =>
 describe.concurrent.each(scenarios.map((s) => [s.name, s] as const))('demo %s', (name, scenario) => {
   const path = `${demos}${name}.sh`;
 
-  test('replays on its own and fails without each fix', async () => {
+  test('replays on its own, and fails without each break and without each fix', async () => {
     expect(existsSync(path), `docs/demos/${name}.sh is missing: run pnpm demos`).toBe(true);
     const script = readFileSync(path, 'utf8');
     const run = await bash(script);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`PASS: ${name}`);
-    const fixes = script.split('\n').filter((l) => /^phase ".*fix"$/.test(l)).length;
-    expect(fixes).toBeGreaterThan(0);
-    // a script checks probes: a fix whose proof is a counter (bridge-conntrack-rst's middle stages) can be
-    // left out without a failing probe when a later fix covers it, but the last fix never can
-    for (let i = 0; i < fixes; i++) {
-      const cut = withoutFix(script, i);
-      if (!cut.proofProbes && i < fixes - 1) continue;
+    expect(count(script, 'fix')).toBeGreaterThan(0);
+    // a script checks probes: a break or fix whose next phase checks only counters (bridge-conntrack-rst's
+    // middle stages) can be left out without a failing probe when a later one covers it, but never the last fix
+    const cuts = (['break', 'fix'] as const).flatMap((kind) =>
+      Array.from({ length: count(script, kind) }, (_, i) => ({ kind, i, last: kind === 'fix' && i === count(script, kind) - 1 })),
+    );
+    for (const c of cuts) {
+      const cut = without(script, c.kind, c.i);
+      if (!cut.nextProbes && !c.last) continue;
       const broken = await bash(cut.script);
-      expect(broken.code, `without fix #${i + 1} the script should fail`).not.toBe(0);
+      expect(broken.code, `without ${c.kind} #${c.i + 1} the script should fail`).not.toBe(0);
       expect(broken.stderr).toContain('FAIL:');
     }
   });
