@@ -404,6 +404,14 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
               e.original.dst === CLIENT &&
               e.original.dport === port(),
           );
+          // the write-up's last two events: ha's RST kills that unassured entry at once, the app's RST
+          // closes the original connection (10 s in CLOSE)
+          const [killed, closed] = await Promise.all([
+            events.waitFor(
+              (e) => e.type === 'DESTROY' && e.original.src === HOST && e.original.sport === 5000 && e.original.dport === port(),
+            ),
+            events.waitFor((e) => e.type === 'UPDATE' && e.state === 'CLOSE' && e.original.src === CLIENT && e.original.sport === port()),
+          ]);
           await events.stop();
           check.that(entry !== undefined && entry.reply.dport === moved?.sport, REVERSE_ENTRY, entry?.raw ?? events.summary());
           const answer = atHa.find((p) => isReset(p) && p.src === CLIENT && p.sport === port() && p.dport === moved?.sport);
@@ -413,6 +421,11 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
             restored !== undefined,
             'the RST, its port restored by the same entry, resets the app',
             restored?.raw ?? onApp.summary(),
+          );
+          check.that(
+            killed !== undefined && closed !== undefined,
+            "conntrack destroys that entry and closes the original connection, as the write-up's last two events show",
+            killed && closed ? `${killed.raw}\n${closed.raw}` : events.summary(),
           );
           const resets = (await haTcp.delta('Tcp.EstabResets'))['Tcp.EstabResets'] ?? 0;
           check.that(
