@@ -39,6 +39,7 @@ import {
 import { type Mode, type ProgressEvent, runScenario, type ScenarioResult, verifyTargets } from '../lib/run.ts';
 import type { Scenario } from '../lib/scenario.ts';
 import { describeTimeBase } from '../lib/time.ts';
+import { parseUserland, type Release, rootfs, USERLANDS, type Userland } from '../lib/userlands.ts';
 import { counts, explainResult, outcomeLabel, RERUN_POLICY, runConfirmed, verdict } from '../lib/verdict.ts';
 import { type ClaimRow, claimGrid, gridSummary } from '../lib/verify.ts';
 import { type EnvironmentSpec, environmentName, PROFILES, type Profile, runEnvironment } from '../lib/vm.ts';
@@ -508,6 +509,7 @@ const DEFAULT_MATRIX: { kernel: string; profile: Profile }[] = [
 interface KernelsOptions {
   kernels: string[];
   profiles: string[];
+  userlands: string[];
   full: boolean;
   json?: string;
   md?: string;
@@ -521,41 +523,68 @@ async function cmdKernels(o: KernelsOptions): Promise<number> {
   if (root) fail(root);
   const log = (line: string) => process.stderr.write(`kernels: ${line}\n`);
   if (o.prune) {
-    if (o.setup || o.kernels.length) throw new UsageError('kernels --prune takes no other option');
+    if (o.setup || o.kernels.length || o.userlands.length) throw new UsageError('kernels --prune takes no other option');
     log(`removed ${pruneCache()}`);
     return 0;
   }
   for (const p of o.profiles)
     if (!Object.hasOwn(PROFILES, p)) throw new UsageError(`kernels: unknown profile '${p}' (${Object.keys(PROFILES).join(', ')})`);
-  const asked = o.kernels.length
-    ? o.kernels.flatMap((kernel) =>
-        (o.profiles.length ? o.profiles : ['debian']).map((profile) => ({ kernel, profile: profile as Profile })),
-      )
-    : DEFAULT_MATRIX.filter((e) => !o.profiles.length || o.profiles.includes(e.profile));
+  const userlands: Userland[] = o.userlands.map((u) => {
+    try {
+      return parseUserland(u);
+    } catch (err) {
+      throw new UsageError(`kernels: ${(err as Error).message}`);
+    }
+  });
+  // each kernel with each profile and each userland; in the default matrix the host kernel only with its own
+  const asked = (
+    o.kernels.length
+      ? o.kernels.flatMap((kernel) =>
+          (o.profiles.length ? o.profiles : ['debian']).map((profile) => ({ kernel, profile: profile as Profile })),
+        )
+      : DEFAULT_MATRIX.filter((e) => !o.profiles.length || o.profiles.includes(e.profile))
+  ).flatMap((e) =>
+    (userlands.length ? userlands : (['host'] as Userland[]))
+      .filter((userland) => o.kernels.length || e.kernel !== 'host' || userland === 'host')
+      .map((userland) => ({ ...e, userland })),
+  );
   const hostProfile = asked.find((e) => e.kernel === 'host' && e.profile !== 'debian');
   if (hostProfile)
     throw new UsageError(`kernels: the host kernel runs on this machine as it is: profile ${hostProfile.profile} needs a VM`);
+  const hostUserland = asked.find((e) => e.kernel === 'host' && e.userland !== 'host');
+  if (hostUserland)
+    throw new UsageError(`kernels: the host kernel runs on this machine as it is: userland ${hostUserland.userland} needs a VM`);
   const baseline = o.baseline === undefined ? undefined : readJson(o.baseline, '`kernels --json`, `run --json` or `verify --json`');
   const guests = asked.filter((e) => e.kernel !== 'host');
   if (o.setup) installVirtmeNg(log);
   else if (guests.length && !hasTool('vng')) fail('virtme-ng (vng) is missing: `netns-lab kernels --setup` installs it (and qemu)');
   const kernels = new Map(guests.map((e) => [e.kernel, resolveKernel(e.kernel, log)]));
+  const roots = new Map<Release, string>();
+  for (const e of guests) if (e.userland !== 'host' && !roots.has(e.userland)) roots.set(e.userland, await rootfs(e.userland, log));
   if (o.setup) {
-    log(`ready: ${[...kernels.values()].map((k) => k.release).join(', ') || 'no kernel asked for'} (cache: ${KERNELS_CACHE})`);
+    log(
+      `ready: ${[...kernels.values(), ...roots.keys()].map((k) => (typeof k === 'string' ? `${k} userland` : k.release)).join(', ') || 'no kernel asked for'} (cache: ${KERNELS_CACHE})`,
+    );
     return 0;
   }
   const started = performance.now();
   const envs: EnvironmentResult[] = [];
   for (const e of asked) {
-    const spec: EnvironmentSpec = { kernel: kernels.get(e.kernel), profile: e.profile, full: o.full };
+    const spec: EnvironmentSpec = {
+      kernel: kernels.get(e.kernel),
+      ...(e.userland === 'host' ? {} : { userland: { release: e.userland, rootfs: roots.get(e.userland)! } }),
+      profile: e.profile,
+      full: o.full,
+    };
     const name = environmentName(spec);
     log(
-      `${name}: ${spec.kernel ? `booting ${spec.kernel.vmlinuz}` : 'on this machine'}, ${o.full ? 'strict test:scenarios and verify --all' : 'run --all'}`,
+      `${name}: ${spec.kernel ? `booting ${spec.kernel.vmlinuz}${spec.userland ? ` on ${spec.userland.rootfs}` : ''}` : 'on this machine'}, ${o.full ? 'strict test:scenarios and verify --all' : 'run --all'}`,
     );
     const r = await runEnvironment(spec, log);
     envs.push({
       name,
       kernel: { asked: e.kernel, ...(spec.kernel?.package ? { package: spec.kernel.package } : {}), release: r.release },
+      userland: { asked: e.userland, seen: r.userland },
       profile: e.profile,
       accelerator: r.accelerator,
       bootSeconds: r.bootSeconds,
@@ -734,12 +763,16 @@ const COMMANDS: Record<string, Command> = {
     run: (v, ids) => cmdClean(ids, v.kept === true, v['dry-run'] === true, v.force === true),
   },
   kernels: {
-    args: '[--kernel 6.1|6.12|7.2|host|<linux-image package>|<vmlinuz>]... [--profile debian|ubuntu|docker-host]...\n[--full] [--json FILE] [--md FILE] [--baseline FILE] [--setup] [--prune]',
+    args: '[--kernel 6.1|6.12|7.2|host|<linux-image package>|<vmlinuz>]... [--userland host|bookworm|trixie|sid]...\n[--profile debian|ubuntu|docker-host]... [--full] [--json FILE] [--md FILE] [--baseline FILE] [--setup] [--prune]',
     summary:
       'the suite on other kernels, each booted in a VM (virtme-ng), one at a time: a table of\nscenario × stage × environment, breakage reproduced? fix works?',
     details: `  --kernel K       a series (${Object.keys(SERIES).join(', ')}: the newest Debian package of it), a linux-image-* package,
                    a path to a vmlinuz (its modules beside it), or host (this machine, no VM); repeatable.
                    Default: host, ${Object.keys(SERIES).join(', ')}, and 6.1 with --profile ubuntu
+  --userland U     the guest's root: host (this machine's, read-only over 9p, the default) or a Debian
+                   release (${USERLANDS.filter((u) => u !== 'host').join(', ')}): its root filesystem, built once with debootstrap into the
+                   cache, so nft, iptables, ip, tcpdump, conntrack, socat and v2ray are that release's;
+                   repeatable (each kernel with each userland)
   --profile P      what the guest's root namespace sets first: ${Object.entries(PROFILES)
     .map(([p, v]) => `${p} (${v.about})`)
     .join(', ')}; repeatable (each kernel with each profile)
@@ -747,13 +780,15 @@ const COMMANDS: Record<string, Command> = {
   --json FILE      the matrix as data: per environment the guest's uname -r, accelerator, tool versions, results
   --md FILE        the matrix as Markdown
   --baseline FILE  mark what differs from an earlier --json (environments by name), or from one run/verify --json report
-  --setup          install virtme-ng and qemu (a machine-wide install) and fetch the kernels, then stop
-  --prune          remove the cache (${KERNELS_CACHE}): lists, packages, extracted kernels
+  --setup          install virtme-ng and qemu (a machine-wide install), fetch the kernels and build the
+                   root filesystems asked for, then stop
+  --prune          remove the cache (${KERNELS_CACHE}): lists, packages, extracted kernels, root filesystems
 KVM where kvm_intel or kvm_amd is loaded, else emulation (TCG): the table says which. Kernels are
 downloaded and extracted into the cache, never installed. Exits 1 if a scenario has no verdict somewhere.`,
     options: {
       kernel: { type: 'string', multiple: true },
       profile: { type: 'string', multiple: true },
+      userland: { type: 'string', multiple: true },
       full: { type: 'boolean' },
       json: { type: 'string' },
       md: { type: 'string' },
@@ -765,6 +800,7 @@ downloaded and extracted into the cache, never installed. Exits 1 if a scenario 
       cmdKernels({
         kernels: (v.kernel as unknown as string[] | undefined) ?? [],
         profiles: (v.profile as unknown as string[] | undefined) ?? [],
+        userlands: (v.userland as unknown as string[] | undefined) ?? [],
         full: v.full === true,
         json: v.json as string | undefined,
         md: v.md as string | undefined,

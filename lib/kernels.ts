@@ -4,7 +4,7 @@
 // cache under the cache dir); the machine's /etc/apt is never changed.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { hasTool } from './requirements.ts';
 
 /**
@@ -15,9 +15,9 @@ export const KERNELS_CACHE = process.env.NETNS_LAB_KERNELS_CACHE ?? '/var/lib/ne
 const APT_DIR = join(KERNELS_CACHE, 'apt');
 const DEBS_DIR = join(KERNELS_CACHE, 'debs');
 const TREES_DIR = join(KERNELS_CACHE, 'trees');
-const MIRROR = process.env.NETNS_LAB_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
+export const MIRROR = process.env.NETNS_LAB_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
 const SECURITY_MIRROR = process.env.NETNS_LAB_DEBIAN_SECURITY_MIRROR ?? 'http://deb.debian.org/debian-security';
-const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
+export const KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 
 /** The kernel series known by a short name: the newest package whose name matches, in these suites. */
 export const SERIES = {
@@ -211,8 +211,30 @@ export function resolveKernel(asked: string, say: (line: string) => void): Kerne
   return { asked, package: pkg, ...extracted(pkg, say) };
 }
 
-/** Empties the cache dir: lists, packages, extracted kernels. */
+/** Unmounts whatever is mounted under dir (an interrupted debootstrap leaves proc and sys), deepest first, then removes it. */
+export function removeTree(dir: string): void {
+  const points = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => p !== undefined && (p === dir || p.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  // lazy: detached at once, so nothing below is removed through a mount
+  for (const p of points) spawnSync('umount', ['-l', p], { stdio: 'ignore' });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Empties the cache dir: lists, packages, extracted kernels, root filesystems. */
 export function pruneCache(): string {
-  rmSync(KERNELS_CACHE, { recursive: true, force: true });
+  removeTree(KERNELS_CACHE);
   return KERNELS_CACHE;
+}
+
+/** A kernel's modules, beside its image as vng looks for them: <root>/boot/vmlinuz-R → <root>/lib/modules/R (or usr/lib). */
+export function modulesDir(kernel: Pick<Kernel, 'vmlinuz' | 'release'>): string | undefined {
+  const image = dirname(kernel.vmlinuz);
+  const root = basename(image) === 'boot' ? dirname(image) : undefined;
+  return [
+    ...(basename(kernel.vmlinuz) === 'vmlinuz' ? [image] : []),
+    ...(root ? [join(root, 'lib', 'modules', kernel.release), join(root, 'usr', 'lib', 'modules', kernel.release)] : []),
+  ].find((d) => existsSync(join(d, 'modules.dep')) || existsSync(join(d, 'modules.order')) || existsSync(join(d, 'kernel')));
 }

@@ -3,12 +3,15 @@
 import { cpus, release } from 'node:os';
 import { compareReports, type Environment, type Report, type ResultData } from './report.ts';
 import type { Scenario } from './scenario.ts';
+import type { Userland } from './userlands.ts';
 import type { Accelerator, Profile } from './vm.ts';
 
 export interface EnvironmentResult {
   name: string;
   /** What was asked for (--kernel), the package it came from, and the guest's own `uname -r`. */
   kernel: { asked: string; package?: string; release?: string };
+  /** What was asked for (--userland: host, or a Debian release booted as the guest's root), and the root's own os-release name. */
+  userland: { asked: Userland; seen?: string };
   profile: Profile;
   accelerator: Accelerator;
   bootSeconds?: number;
@@ -93,6 +96,7 @@ export function matrixRows(envs: EnvironmentResult[], scenarios: readonly Scenar
   return [
     ['scenario', 'stage', ...envs.map((e) => e.name)],
     header('uname -r', (e) => e.kernel.release ?? '?'),
+    header('userland', (e) => e.userland.seen ?? e.userland.asked),
     header('accelerator', (e) => e.accelerator),
     header('profile', (e) => e.profile),
     header('boot', (e) => duration(e.bootSeconds)),
@@ -157,7 +161,7 @@ export function matrixMarkdown(
     '# The upgrade matrix',
     '',
     `Measured with \`${measured.command}\` on ${hostLine()}, one environment at a time: ${Math.round(measured.seconds)} s in all.`,
-    "Each VM runs the suite with the host's userland (its root read-only over 9p); boot is until the suite starts, suite is the suite's own run.",
+    "Each VM runs the suite with the host's userland (its root read-only over 9p) or, where the userland row names another release, with that Debian release's root filesystem (debootstrap) and its own tools; boot is until the suite starts, suite is the suite's own run.",
     '',
     md(rows[0]!),
     md(rows[0]!.map(() => '---')),

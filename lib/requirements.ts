@@ -142,6 +142,7 @@ const VERSION_ARGS: Partial<Record<Tool, string[]>> = {
   socat: ['-V'],
   curl: ['-V'],
   v2ray: ['version'],
+  ping: ['-V'],
 };
 
 /** The version line a tool prints (its first line with a dotted number), or why there is none. */

@@ -1,17 +1,19 @@
 // One environment of the upgrade matrix: the suite on this machine, or in a VM booted with virtme-ng
-// (the host's root read-only over 9p, this checkout writable through a throwaway overlay). The VM is
+// (the host's root read-only over 9p, this checkout writable through a throwaway overlay; or a Debian
+// release's root filesystem, with this checkout and the kernel's modules shared into it). The VM is
 // a process the run owns: Ctrl-C or SIGTERM stops it by its process group, and its directory goes.
 // One at a time: two emulated guests on a small machine slow each other into false verdicts.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import type { Kernel } from './kernels.ts';
-import { KERNELS_CACHE } from './kernels.ts';
+import { KERNELS_CACHE, modulesDir } from './kernels.ts';
 import { PROJECT_ROOT } from './paths.ts';
 import { livingProcesses, procStat, waitSync } from './procs.ts';
 import type { Report } from './report.ts';
 import { deadline } from './time.ts';
+import type { Release } from './userlands.ts';
 
 /** What runs the guest: hardware virtualisation, emulation, or no VM at all (this machine's own kernel). */
 export type Accelerator = 'kvm' | 'tcg' | 'none (this machine)';
@@ -76,8 +78,9 @@ const MODULES = [
 ];
 
 /** The suite an environment runs: every scenario one at a time, or (--full) strict test:scenarios and verify --all. */
-function suiteScript(out: string, profile: Profile, full: boolean, inVm: boolean): string {
-  const node = process.execPath;
+function suiteScript(out: string, profile: Profile, full: boolean, inVm: boolean, ownRoot: boolean): string {
+  // a release's root has the host's node copied in (lib/userlands.ts)
+  const node = ownRoot ? '/usr/local/bin/node' : process.execPath;
   const cli = `${node} ${join(PROJECT_ROOT, 'dist', 'cli', 'main.js')}`;
   const strict = full ? 'NETNS_LAB_STRICT=1 ' : '';
   return [
@@ -86,6 +89,14 @@ function suiteScript(out: string, profile: Profile, full: boolean, inVm: boolean
     `exec >"$out/guest.log" 2>&1`,
     'cut -d" " -f1 /proc/uptime >"$out/booted"',
     'uname -r >"$out/release"',
+    '(. /etc/os-release; echo "$PRETTY_NAME") >"$out/userland"',
+    // vng mounts the checkout read-only after its own overlays: this one keeps its writes in the guest
+    ...(ownRoot
+      ? [
+          'mkdir -p /run/netns-lab-checkout/upper /run/netns-lab-checkout/work',
+          `mount -t overlay -o lowerdir=${PROJECT_ROOT},upperdir=/run/netns-lab-checkout/upper,workdir=/run/netns-lab-checkout/work netns-lab-checkout ${PROJECT_ROOT}`,
+        ]
+      : []),
     ...(inVm
       ? [
           `for m in ${MODULES.join(' ')}; do modprobe "$m" 2>/dev/null || echo "modprobe $m: not in this kernel"; done`,
@@ -112,6 +123,8 @@ function suiteScript(out: string, profile: Profile, full: boolean, inVm: boolean
 export interface EnvironmentSpec {
   /** Unset: this machine's own kernel, without a VM. */
   kernel?: Kernel;
+  /** Unset: the host's own root. Else a release's root filesystem (lib/userlands.ts), booted instead. */
+  userland?: { release: Release; rootfs: string };
   profile: Profile;
   full: boolean;
 }
@@ -120,6 +133,8 @@ export interface RunOutcome {
   accelerator: Accelerator;
   /** `uname -r` where the suite ran. */
   release?: string;
+  /** PRETTY_NAME of the root the suite ran on (its /etc/os-release). */
+  userland?: string;
   bootSeconds?: number;
   runSeconds?: number;
   report?: Report;
@@ -131,8 +146,36 @@ export interface RunOutcome {
   artifacts?: string;
 }
 
-export const environmentName = (spec: EnvironmentSpec) =>
-  `${spec.kernel ? spec.kernel.release : `host ${release()}`}${spec.profile === 'debian' ? '' : ` ${spec.profile}`}`;
+/** The kernel, then the userland unless it is the host's own, then the profile unless it is Debian's. */
+export const environmentName = (spec: Pick<EnvironmentSpec, 'kernel' | 'profile'> & { userland?: { release: Release } }) =>
+  [spec.kernel ? spec.kernel.release : `host ${release()}`, spec.userland?.release, spec.profile === 'debian' ? undefined : spec.profile]
+    .filter(Boolean)
+    .join(' ');
+
+/**
+ * vng's arguments for a release's root: the kernel's modules at the path its modprobe reads, this checkout
+ * (and node_modules, where it links outside it) at their own paths, since the suite runs from them.
+ * --rodir, not an overlay: vng overlays only dirs that exist in the root, and these do not.
+ */
+function ownRootArgs(kernel: Kernel, rootfs: string, out: string): string[] {
+  const modules = modulesDir(kernel);
+  if (!modules) throw new Error(`${kernel.vmlinuz}: no modules beside it (lib/modules/${kernel.release})`);
+  const shared = [PROJECT_ROOT];
+  const nodeModules = join(PROJECT_ROOT, 'node_modules');
+  if (existsSync(nodeModules)) {
+    const real = realpathSync(nodeModules);
+    if (relative(PROJECT_ROOT, real).startsWith('..')) shared.push(real);
+  }
+  // mount points: the guest's / is read-only, so they are made in the cached root (empty dirs)
+  for (const dir of shared) mkdirSync(join(rootfs, dir), { recursive: true });
+  return [
+    '--root',
+    rootfs,
+    `--rodir=/usr/lib/modules/${kernel.release}=${modules}`,
+    ...shared.map((dir) => `--rodir=${dir}=${dir}`),
+    `--rwdir=${out}=${out}`,
+  ];
+}
 
 // ---------------------------------------------------------------- one guest at a time
 
@@ -219,7 +262,7 @@ export async function runEnvironment(spec: EnvironmentSpec, say: (line: string) 
   // under /tmp: the guest sees the host's /tmp through an overlay, so the path exists there too
   const dir = mkdtempSync(join(tmpdir(), 'netns-lab-env-'));
   const script = join(dir, 'suite.sh');
-  writeFileSync(script, suiteScript(dir, spec.profile, spec.full, spec.kernel !== undefined), { mode: 0o755 });
+  writeFileSync(script, suiteScript(dir, spec.profile, spec.full, spec.kernel !== undefined, spec.userland !== undefined), { mode: 0o755 });
   const argv = spec.kernel
     ? [
         'vng',
@@ -230,8 +273,7 @@ export async function runEnvironment(spec: EnvironmentSpec, say: (line: string) 
         '1G',
         '--cpus',
         '2',
-        `--rwdir=${dir}`,
-        `--overlay-rwdir=${PROJECT_ROOT}`,
+        ...(spec.userland ? ownRootArgs(spec.kernel, spec.userland.rootfs, dir) : [`--rwdir=${dir}`, `--overlay-rwdir=${PROJECT_ROOT}`]),
         '--',
         `sh ${script}`,
       ]
@@ -243,7 +285,8 @@ export async function runEnvironment(spec: EnvironmentSpec, say: (line: string) 
     const child = spawn(argv[0]!, argv.slice(1), {
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, TMPDIR: dir },
+      // with --root vng shares a cache dir from $HOME into the guest: this one goes with dir
+      env: { ...process.env, TMPDIR: dir, ...(spec.userland ? { HOME: dir } : {}) },
     });
     current = { child, dir, unlock };
     let tail = '';
@@ -271,6 +314,7 @@ export async function runEnvironment(spec: EnvironmentSpec, say: (line: string) 
     const outcome: RunOutcome = {
       accelerator: accel,
       release: readOut(dir, 'release'),
+      userland: readOut(dir, 'userland'),
       ...(booted !== undefined && spec.kernel ? { bootSeconds: seconds(booted - started) } : {}),
       ...(booted !== undefined ? { runSeconds: seconds(ended - booted) } : {}),
     };

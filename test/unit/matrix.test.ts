@@ -37,6 +37,7 @@ const result = (name: string, outcome: string, stages: [string, string, string?]
 const env = (name: string, results: ResultData[], kernel = '6.1.0-57-amd64'): EnvironmentResult => ({
   name,
   kernel: { asked: '6.1', release: kernel },
+  userland: { asked: 'host', seen: 'Debian GNU/Linux 12 (bookworm)' },
   profile: 'debian',
   accelerator: 'tcg',
   bootSeconds: 30,
