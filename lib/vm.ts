@@ -155,11 +155,10 @@ export const environmentName = (spec: Pick<EnvironmentSpec, 'kernel' | 'profile'
 /**
  * vng's arguments for a release's root: the kernel's modules at the path its modprobe reads, this checkout
  * (and node_modules, where it links outside it) at their own paths, since the suite runs from them.
- * --rodir, not an overlay: vng overlays only dirs that exist in the root, and these do not.
+ * Shared with --rodir: with --root no host file reaches the guest otherwise (vng's overlays only make
+ * the root's own dirs writable); the suite script puts an overlay on the checkout.
  */
-function ownRootArgs(kernel: Kernel, rootfs: string, out: string): string[] {
-  const modules = modulesDir(kernel);
-  if (!modules) throw new Error(`${kernel.vmlinuz}: no modules beside it (lib/modules/${kernel.release})`);
+function ownRootArgs(kernel: Kernel, modules: string, rootfs: string, out: string): string[] {
   const shared = [PROJECT_ROOT];
   const nodeModules = join(PROJECT_ROOT, 'node_modules');
   if (existsSync(nodeModules)) {
@@ -257,6 +256,10 @@ const readOut = (dir: string, file: string) => (existsSync(join(dir, file)) ? re
 /** Runs the suite in one environment; the results are read from files it wrote, never from vng's exit status (255 with its console fallback). */
 export async function runEnvironment(spec: EnvironmentSpec, say: (line: string) => void): Promise<RunOutcome> {
   installHandlers();
+  // before the lock and the temp dir: nothing to undo when there are no modules to share
+  const modules = spec.kernel && spec.userland ? modulesDir(spec.kernel) : undefined;
+  if (spec.kernel && spec.userland && !modules)
+    throw new Error(`${spec.kernel.vmlinuz}: no modules beside it (lib/modules/${spec.kernel.release}), which a release's root needs`);
   const accel: Accelerator = spec.kernel ? accelerator() : 'none (this machine)';
   const unlock = spec.kernel ? await lockGuest(say) : () => {};
   // under /tmp: the guest sees the host's /tmp through an overlay, so the path exists there too
@@ -273,7 +276,9 @@ export async function runEnvironment(spec: EnvironmentSpec, say: (line: string) 
         '1G',
         '--cpus',
         '2',
-        ...(spec.userland ? ownRootArgs(spec.kernel, spec.userland.rootfs, dir) : [`--rwdir=${dir}`, `--overlay-rwdir=${PROJECT_ROOT}`]),
+        ...(spec.userland && modules
+          ? ownRootArgs(spec.kernel, modules, spec.userland.rootfs, dir)
+          : [`--rwdir=${dir}`, `--overlay-rwdir=${PROJECT_ROOT}`]),
         '--',
         `sh ${script}`,
       ]

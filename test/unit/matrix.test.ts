@@ -63,6 +63,14 @@ test('a cell per scenario and stage: reproduced / fix works, n/a for an observat
   const rows = matrixRows([env('host', passing(), '6.18'), broken], SCENARIOS);
   expect(rows[0]).toEqual(['scenario', 'stage', 'host', '6.1.0-57-amd64']);
   expect(rows.find((r) => r[0] === 'accelerator')).toEqual(['accelerator', '', 'tcg', 'tcg']);
+  // the userland the guest's os-release named; what was asked for where the guest gave no name
+  const trixie = { ...broken, userland: { asked: 'trixie' as const } };
+  expect(matrixRows([env('host', passing(), '6.18'), trixie], SCENARIOS).find((r) => r[0] === 'userland')).toEqual([
+    'userland',
+    '',
+    'Debian GNU/Linux 12 (bookworm)',
+    'trixie',
+  ]);
   expect(rows.slice(-3)).toEqual([
     ['one', 'one', 'yes / yes', 'yes / yes'],
     ['two', 'seen', 'yes / n/a', 'NO / - (confirmed)'],
