@@ -1,6 +1,7 @@
 // Evidence from the kernel: packet captures, conntrack events, nft traces, SNMP/netstat counters.
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
+import { type Readiness, shows } from './ready.ts';
 import { deadline } from './time.ts';
 import { type Host, words } from './topology.ts';
 import { poll, waitFor } from './wait.ts';
@@ -294,17 +295,24 @@ export class ConntrackEvents {
 export async function conntrackEvents(host: Host): Promise<ConntrackEvents> {
   const insert = shellLine(inNetns(host.ns, ['conntrack', '-I', ...canaryTuple('9'), '-t', '1']));
   const remove = shellLine(inNetns(host.ns, ['conntrack', '-D', ...canaryTuple('9')]));
-  const proc = host.spawn(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], {
+  let events: ConntrackEvents | undefined;
+  const subscribed: Readiness = {
+    shell: `{ ${insert}; grep -q ${CANARY_ADDRESS} "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1`,
+    async wait(helper, timeoutMs) {
+      const stream = new ConntrackEvents(host, helper);
+      events = stream;
+      await waitFor(`conntrack -E in ${host.name} to subscribe`, () => stream.canary(deadline('resubscribe')), {
+        timeoutMs,
+        intervalMs: 0,
+      });
+    },
+  };
+  await host.start(['stdbuf', '-oL', 'conntrack', '-E', '-o', 'extended,id'], {
     note: 'conntrack event stream',
     kind: 'event stream',
-    shell: { ready: `{ ${insert}; grep -q ${CANARY_ADDRESS} "$LOG"; } >/dev/null 2>&1 && ${remove} >/dev/null 2>&1` },
+    ready: subscribed,
   });
-  const events = new ConntrackEvents(host, proc);
-  await waitFor(`conntrack -E in ${host.name} to subscribe`, () => events.canary(deadline('resubscribe')), {
-    timeoutMs: deadline('ready'),
-    intervalMs: 0,
-  });
-  return events;
+  return events!;
 }
 
 /** A UDP entry no real traffic makes: loopback's last address to itself. */
@@ -397,21 +405,11 @@ const subscribed = (pid: string) => `^[0-9a-f]+ +${NETLINK_NETFILTER} +${pid} +$
  * Start it once the ruleset it traces is in place: nft (1.0.6) names only rules it loaded at start.
  */
 export async function nftTrace(host: Host): Promise<NftTrace> {
-  const netlink = shellLine(inNetns(host.ns, ['cat', '/proc/net/netlink']));
-  const proc = host.spawn(['stdbuf', '-oL', 'nft', 'monitor', 'trace'], {
+  const proc = await host.start(['stdbuf', '-oL', 'nft', 'monitor', 'trace'], {
     note: 'nft trace stream',
     kind: 'event stream',
-    shell: { ready: `${netlink} | grep -Eq "${subscribed('$(cat "$LOG.pid")')}"` },
+    ready: shows(host, ['cat', '/proc/net/netlink'], subscribed),
   });
-  const pattern = new RegExp(subscribed(String(proc.pid)), 'm');
-  await waitFor(
-    `nft monitor trace in ${host.name} to subscribe`,
-    async () => {
-      if (proc.exited) throw new Error(`nft monitor trace in ${host.name} exited: ${proc.text() || '(no output)'}`);
-      return pattern.test((await host.exec(['cat', '/proc/net/netlink'], { quiet: true })).stdout);
-    },
-    { timeoutMs: deadline('ready') },
-  );
   return new NftTrace(host, proc);
 }
 

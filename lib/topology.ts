@@ -3,8 +3,8 @@
 import type { Background } from './background.ts';
 import type { CommandOptions, HelperKind, RunResult } from './exec.ts';
 import type { Lab, SpawnOptions } from './lab.ts';
+import { printed, type Readiness, shows } from './ready.ts';
 import { deadline } from './time.ts';
-import { waitFor } from './wait.ts';
 
 /** Splits a command written as one line; arguments never contain spaces here. */
 export function words(command: string): string[] {
@@ -29,18 +29,16 @@ export class Host {
   }
 
   /**
-   * Starts a helper and resolves once it prints a line matching `ready`, an extended regular
-   * expression read the same by JavaScript and by `grep -E` (the demo script waits on it too).
+   * Starts a helper and resolves once it is ready: `ready` is a Readiness (lib/ready.ts), or an extended
+   * regular expression its output must match (read the same by JavaScript and by the demo script's `grep -E`).
    */
   async start(
     command: readonly string[],
-    opts: { note: string; ready: string; timeoutMs?: number; kind?: HelperKind },
+    opts: { note: string; ready: string | Readiness; timeoutMs?: number; kind?: HelperKind },
   ): Promise<Background> {
-    const proc = this.spawn(command, { note: opts.note, kind: opts.kind, shell: { ready: `grep -Eq '${opts.ready}' "$LOG"` } });
-    const pattern = new RegExp(opts.ready);
-    if (!(await proc.waitForLine((l) => pattern.test(l), opts.timeoutMs ?? deadline('ready')))) {
-      throw new Error(`${opts.note} in ${this.name} did not become ready: ${proc.text() || '(no output)'}`);
-    }
+    const ready = typeof opts.ready === 'string' ? printed(opts.ready) : opts.ready;
+    const proc = this.spawn(command, { note: opts.note, kind: opts.kind, shell: { ready: ready.shell } });
+    await ready.wait(proc, opts.timeoutMs ?? deadline('ready'));
     return proc;
   }
 
@@ -71,20 +69,10 @@ export class Host {
    * Without a reader a tun has no carrier and the kernel never transmits into it.
    */
   async tun(name: string, cidr: string): Promise<Background> {
-    const holder = this.spawn(['socat', '-u', `TUN:${cidr},tun-name=${name},tun-type=tun,iff-no-pi,iff-up`, 'OPEN:/dev/null'], {
+    return this.start(['socat', '-u', `TUN:${cidr},tun-name=${name},tun-type=tun,iff-no-pi,iff-up`, 'OPEN:/dev/null'], {
       note: `${name}: a tun whose reader discards everything`,
-      shell: { ready: `ip -n ${this.ns} link show ${name} | grep -q LOWER_UP` },
+      ready: shows(this, ['ip', 'link', 'show', name], () => '[<,]LOWER_UP[,>]'),
     });
-    await waitFor(
-      `tun ${name} to come up with carrier in ${this.name}`,
-      async () => {
-        if (holder.exited) throw new Error(`socat holding ${name} exited: ${holder.text()}`);
-        const res = await this.exec(['ip', '-j', 'link', 'show', name], { check: false, quiet: true });
-        return res.ok && (JSON.parse(res.stdout)[0]?.flags as string[] | undefined)?.includes('LOWER_UP');
-      },
-      { timeoutMs: deadline('ready') },
-    );
-    return holder;
   }
 }
 

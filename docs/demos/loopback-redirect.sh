@@ -157,13 +157,13 @@ ip netns exec $L-host stdbuf -oL nft monitor trace >"$W/h2" 2>&1 & PIDS+=($!); e
 ready h2 'ip netns exec $L-host cat /proc/net/netlink | grep -Eq "^[0-9a-f]+ +12 +$(cat "$LOG.pid") +[0-9a-f]{5}[13579bdf][0-9a-f]{2} "'
 expect silent "netns-lab-token1-$$" "evidence: curl -sSv http://127.0.0.1:80/netns-lab-token1-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token1-$$ 2>&1 || true)"
 # curl 127.0.0.1:80 on the host is refused: http host -> http://127.0.0.1:80: refused [* connect to 127.0.0.1 port 80 failed: Connection refused; curl: (7) Failed to connect to 127.0.0.1 port 80 after N ms: Couldn't connect to server]
-# nft trace shows the local SYN passing the prerouting hook on lo, still addressed to :80: trace id 0a3680d2 ip filter prerouting packet: iif "lo" @ll,0,112 0x800 ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 16828 ip length 60 tcp sport 39080 tcp dport 80 tcp flags == syn tcp window 65495
+# nft trace shows the local SYN passing the prerouting hook on lo, still addressed to :80: trace id 110f4384 ip filter prerouting packet: iif "lo" @ll,0,112 0x800 ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 27785 ip length 60 tcp sport 52118 tcp dport 80 tcp flags == syn tcp window 65495
 # the same trace has no nat prerouting line for it: its NAT was decided in output (a null binding where output has no nat rule), so conntrack does not run that chain: the local SYN traced in ip filter trace-output, ip filter trace-prerouting, ip filter prerouting
 ip netns exec $L-host nft list ruleset
 # the prerouting hook ran for the local SYN, its nat chain did not: the filter-type prerouting chain counted it, the nat chain's first rule, which counts everything, saw nothing: prerouting-filter-lo counter n packet(s); prerouting-chain 0, prerouting-redirect 0
 expect answered "netns-lab-token2-$$" "evidence: curl -sSv http://192.168.124.139:80/netns-lab-token2-$$" "$(ip netns exec $L-lan curl -sSv http://192.168.124.139:80/netns-lab-token2-$$ 2>&1 || true)"
 # the LAN reaches 192.168.124.139:80 through the same rule: http lan -> http://192.168.124.139:80: connected (token echoed) answer "GET /netns-lab-token2-$$ HTTP/1.1 served by 192.168.124.139 port 3000"
-# the same trace shows the LAN's SYN in the nat prerouting chain, redirected by its rule: trace id dc7698df ip nat prerouting packet: iif "eth0" ether saddr 22:26:6f:c2:7c:ca ether daddr 6e:57:09:7c:1f:c8 ip saddr 192.168.124.2 ip daddr 192.168.124.139 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 49627 ip length 60 tcp sport 59054 tcp dport 80 tcp flags == syn tcp window 64240
+# the same trace shows the LAN's SYN in the nat prerouting chain, redirected by its rule: trace id a0aa230e ip nat prerouting packet: iif "eth0" ether saddr fe:22:9e:67:01:f2 ether daddr 5e:ad:b3:04:b1:76 ip saddr 192.168.124.2 ip daddr 192.168.124.139 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 8019 ip length 60 tcp sport 33850 tcp dport 80 tcp flags == syn tcp window 64240
 ip netns exec $L-host nft list ruleset
 # the chain ran for the LAN's connection, and the redirect rule counted it: prerouting-chain counter n packet(s), prerouting-redirect 1
 stop h2
@@ -186,7 +186,7 @@ expect answered "netns-lab-token3-$$" "proof: curl -sSv http://127.0.0.1:80/netn
 # curl 127.0.0.1:80 on the host gets the :3000 service: http host -> http://127.0.0.1:80: connected (token echoed) answer "GET /netns-lab-token3-$$ HTTP/1.1 served by 127.0.0.1 port 3000"
 ip netns exec $L-host nft list ruleset
 # the output-hook rule redirected it: counter n packet(s)
-# nft trace shows the local SYN in the nat output hook, redirected by the fix's rule, and entering prerouting already addressed to :3000: trace id c0c6297f ip nat output packet: oif "lo" ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 27764 ip length 60 tcp sport 39094 tcp dport 80 tcp flags == syn tcp window 65495
+# nft trace shows the local SYN in the nat output hook, redirected by the fix's rule, and entering prerouting already addressed to :3000: trace id 185f13a0 ip nat output packet: oif "lo" ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 26593 ip length 60 tcp sport 52128 tcp dport 80 tcp flags == syn tcp window 65495
 # and no nat prerouting line for it: NAT was decided in output: the local SYN traced in ip filter trace-output, ip nat output, ip filter trace-prerouting, ip filter prerouting
 ip netns exec $L-host nft list ruleset
 # the prerouting rule still saw only the LAN: counter n packet(s) before the local connection, 1 after

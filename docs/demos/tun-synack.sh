@@ -205,7 +205,7 @@ ready h2 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip netns exec $L-host socat -d -d TCP-LISTEN:8100,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # whoami server on tcp/8100
 ready h3 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 ip netns exec $L-host socat -u TUN:198.18.0.1/30,tun-name=Meta,tun-type=tun,iff-no-pi,iff-up OPEN:/dev/null >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # Meta: a tun whose reader discards everything
-ready h4 'ip -n $L-host link show Meta | grep -q LOWER_UP'
+ready h4 'ip -n $L-host link show Meta | grep -Eq "[<,]LOWER_UP[,>]"'
 ip netns exec $L-pod socat -d -d TCP-LISTEN:8443,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # whoami server on tcp/8443
 ready h5 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
@@ -328,8 +328,8 @@ ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'udp port 443' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eno2
 ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - UDP:1.1.1.1:443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # udp probe to 1.1.1.1:443
-# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559cd4412000, 8192): Connection refused]
-# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559cd4412000, 8192): Connection refused]
+# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558da2f7f000, 8192): Connection refused]
+# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558da2f7f000, 8192): Connection refused]
 ip netns exec $L-host nft list ruleset
 expect answered "netns-lab-token4-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)"
 ip netns exec $L-host nft list ruleset
