@@ -69,7 +69,7 @@ export class Normalizer {
         .replace(/(\d+\.\d+\.\d+\.\d+):(\d+)\b/g, (_, ip, p) => `${ip}:${this.port(p)}`)
         .replace(/\b([sd]port)=(\d+)/g, (_, k, p) => `${k}=${this.port(p)}`)
         // counts a retransmission changes: a claim needs one or more, never an exact number
-        .replace(/\b[1-9]\d* (packet|event)\(s\)/g, 'n $1(s)')
+        .replace(/\b[1-9]\d* (packet|event|SYN)\(s\)/g, 'n $1(s)')
         .replace(/(\S) \+[1-9]\d*\b/g, '$1 +n')
         .replace(/\[(\d+):(\d+)\]/g, (c, p, b) => (p === '0' && b === '0' ? c : '[n:n]'))
         .replace(/\bpackets [1-9]\d* bytes \d+/g, 'packets n bytes n')
