@@ -277,7 +277,7 @@ async function cmdVerify(selected: Scenario[], json: boolean): Promise<number> {
         r.scenario,
         r.stage,
         r.kind === 'contrast' ? `${r.phase} (contrast)` : r.phase,
-        r.claim.length > 60 ? `${r.claim.slice(0, 59)}…` : r.claim,
+        clip(r.claim, 60),
         mark(r, 'as-written'),
         mark(r, 'without-fix'),
         mark(r, 'fix-first'),

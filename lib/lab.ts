@@ -228,14 +228,15 @@ export class Lab implements AsyncDisposable {
     if (this.torndown) return Promise.reject(new TornDown());
     const left = this.leaveOut;
     if (left && this.transcript.stage === left.stage && this.transcript.phase === left.phase) {
-      const line = portable(this.id, shellLine(inNetns(host?.ns, argv)));
+      const real = shellLine(inNetns(host?.ns, argv));
+      const line = portable(this.id, real);
       const input = opts.input?.split('\n');
       const at = left.part === undefined ? -1 : (input?.findIndex((l) => l.trim() === left.part) ?? -1);
       if (line === left.line && left.part === undefined) {
         this.leaveOut = undefined;
         const step = this.transcript.record({
           host: host?.name,
-          line: shellLine(inNetns(host?.ns, argv)),
+          line: real,
           input: opts.input,
           exitCode: 0,
           durationMs: 0,
