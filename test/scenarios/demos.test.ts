@@ -6,6 +6,7 @@ import { describe, expect, test } from 'vitest';
 import { renderMarkdown, renderShell } from '../../lib/demo.ts';
 import { describeInFlight } from '../../lib/exec.ts';
 import { runScenario } from '../../lib/run.ts';
+import { slowness } from '../../lib/time.ts';
 import { scenarios } from '../../scenarios/index.ts';
 
 const demos = fileURLToPath(new URL('../../docs/demos/', import.meta.url));
@@ -49,15 +50,27 @@ const commandSet = (script: string) =>
     .map((l) => l.replace(/\bh\d+\b/g, 'hN').replace(/netns-lab-token\d+/g, 'netns-lab-tokenN'))
     .sort();
 
+/**
+ * A cut script must fail because of its cut. On a machine slowed well past the reference (test:slow) it
+ * may fail by a timeout of its own as well, which proves nothing, and each cut replays the whole lab:
+ * the cuts are checked near the reference speed, the full replay at any speed.
+ */
+const CUTS_UP_TO_SLOWNESS = 2;
+const cutsChecked = slowness().factor <= CUTS_UP_TO_SLOWNESS;
+
 describe.concurrent.each(scenarios.map((s) => [s.name, s] as const))('demo %s', (name, scenario) => {
   const path = `${demos}${name}.sh`;
 
-  test('replays on its own, and fails without each break and without each fix', async () => {
+  test('replays on its own', async () => {
     expect(existsSync(path), `docs/demos/${name}.sh is missing: run pnpm demos`).toBe(true);
-    const script = readFileSync(path, 'utf8');
-    const run = await bash(script);
+    const run = await bash(readFileSync(path, 'utf8'));
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toContain(`PASS: ${name}`);
+  });
+
+  test.skipIf(!cutsChecked)(`fails without each break and without each fix (checked up to slowness ×${CUTS_UP_TO_SLOWNESS})`, async () => {
+    expect(existsSync(path), `docs/demos/${name}.sh is missing: run pnpm demos`).toBe(true);
+    const script = readFileSync(path, 'utf8');
     expect(count(script, 'fix')).toBeGreaterThan(0);
     // a script checks probes: a break or fix whose next phase checks only counters (bridge-conntrack-rst's
     // middle stages) can be left out without a failing probe when a later one covers it, but never the last fix
