@@ -499,11 +499,16 @@ function cmdUntouched(command: string[]): number {
   return run.status ?? 1;
 }
 
-/** The default matrix: this machine's own kernel, then each series, and one Ubuntu-like host. */
-const DEFAULT_MATRIX: { kernel: string; profile: Profile }[] = [
-  { kernel: 'host', profile: 'debian' },
-  ...Object.keys(SERIES).map((kernel) => ({ kernel, profile: 'debian' as Profile })),
-  { kernel: '6.1', profile: 'ubuntu' },
+/**
+ * The default matrix, an upgrade path: this machine as it is; each series with the Debian release that
+ * ships it (the kernel and the tools a user moves to together); and one Ubuntu-like host.
+ */
+const DEFAULT_MATRIX: { kernel: string; profile: Profile; userland: Userland }[] = [
+  { kernel: 'host', profile: 'debian', userland: 'host' },
+  { kernel: '6.1', profile: 'debian', userland: 'bookworm' },
+  { kernel: '6.12', profile: 'debian', userland: 'trixie' },
+  { kernel: '7.2', profile: 'debian', userland: 'sid' },
+  { kernel: '6.1', profile: 'ubuntu', userland: 'host' },
 ];
 
 interface KernelsOptions {
@@ -536,18 +541,17 @@ async function cmdKernels(o: KernelsOptions): Promise<number> {
       throw new UsageError(`kernels: ${(err as Error).message}`);
     }
   });
-  // each kernel with each profile and each userland; in the default matrix the host kernel only with its own
-  const asked = (
-    o.kernels.length
-      ? o.kernels.flatMap((kernel) =>
-          (o.profiles.length ? o.profiles : ['debian']).map((profile) => ({ kernel, profile: profile as Profile })),
-        )
-      : DEFAULT_MATRIX.filter((e) => !o.profiles.length || o.profiles.includes(e.profile))
-  ).flatMap((e) =>
-    (userlands.length ? userlands : (['host'] as Userland[]))
-      .filter((userland) => o.kernels.length || e.kernel !== 'host' || userland === 'host')
-      .map((userland) => ({ ...e, userland })),
-  );
+  // each kernel asked for with each profile and each userland (default: the machine's); the default
+  // matrix with its own pairs, or, with --userland, each of its guests with each userland asked for
+  const asked = o.kernels.length
+    ? o.kernels.flatMap((kernel) =>
+        (o.profiles.length ? o.profiles : ['debian']).flatMap((profile) =>
+          (userlands.length ? userlands : (['host'] as Userland[])).map((userland) => ({ kernel, profile: profile as Profile, userland })),
+        ),
+      )
+    : DEFAULT_MATRIX.filter((e) => !o.profiles.length || o.profiles.includes(e.profile)).flatMap((e) =>
+        !userlands.length || e.kernel === 'host' ? [e] : userlands.map((userland) => ({ ...e, userland })),
+      );
   const hostProfile = asked.find((e) => e.kernel === 'host' && e.profile !== 'debian');
   if (hostProfile)
     throw new UsageError(`kernels: the host kernel runs on this machine as it is: profile ${hostProfile.profile} needs a VM`);
@@ -768,8 +772,8 @@ const COMMANDS: Record<string, Command> = {
       'the suite on other kernels, each booted in a VM (virtme-ng), one at a time: a table of\nscenario × stage × environment, breakage reproduced? fix works?',
     details: `  --kernel K       a series (${Object.keys(SERIES).join(', ')}: the newest Debian package of it), a linux-image-* package,
                    a path to a vmlinuz (its modules beside it), or host (this machine, no VM); repeatable.
-                   Default: host, ${Object.keys(SERIES).join(', ')}, and 6.1 with --profile ubuntu
-  --userland U     the guest's root: host (this machine's, read-only over 9p, the default) or a Debian
+                   Default: ${DEFAULT_MATRIX.map((e) => `${e.kernel}${e.userland === 'host' ? '' : ` + ${e.userland}`}${e.profile === 'debian' ? '' : ` --profile ${e.profile}`}`).join(', ')}
+  --userland U     the guest's root: host (this machine's, read-only over 9p, the default with --kernel) or a Debian
                    release (${USERLANDS.filter((u) => u !== 'host').join(', ')}): its root filesystem, built once with debootstrap into the
                    cache, so nft, iptables, ip, tcpdump, conntrack, socat and v2ray are that release's;
                    repeatable (each kernel with each userland)
@@ -829,11 +833,16 @@ downloaded and extracted into the cache, never installed. Exits 1 if a scenario 
 
 function usage(): string {
   const listed = Object.entries(COMMANDS).filter(([, c]) => !c.hidden);
-  const width = Math.max(...listed.map(([name, c]) => `${name} ${c.args}`.length)) + 2;
+  // a command's first line of arguments; one too long for the column puts its summary on the next line
+  const heads = listed.map(([name, c]) => `${name} ${c.args.split('\n')[0]}${c.args.includes('\n') ? ' ...' : ''}`);
+  const COLUMN = 64;
+  const width = Math.max(...heads.filter((h) => h.length <= COLUMN).map((h) => h.length)) + 2;
   const pad = ' '.repeat(width + 2);
+  const entry = (head: string, summary: string) =>
+    `  ${head.length <= COLUMN ? head.padEnd(width) : `${head}\n${pad}`}${summary.replaceAll('\n', `\n${pad}`)}`;
   return `usage: netns-lab <command> [options]       (netns-lab <command> --help for one)
 
-${listed.map(([name, c]) => `  ${`${name} ${c.args}`.padEnd(width)}${c.summary.replaceAll('\n', `\n${pad}`)}`).join('\n')}
+${listed.map(([, c], i) => entry(heads[i]!, c.summary)).join('\n')}
 
 environment: NETNS_LAB_STRICT=1 turns skips (and flaky verdicts) into failures (CI); NETNS_LAB_SLOW=<factor>
 scales every deadline (default: measured at start); NETNS_LAB_STATE_DIR, NETNS_LAB_ARTIFACTS: where state
