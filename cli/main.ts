@@ -409,20 +409,22 @@ function cmdCompare(files: string[]): number {
   return verdicts.length ? 1 : 0;
 }
 
-function cmdNew(args: string[], dir: string | undefined): number {
+function cmdNew(args: string[], dir: string | undefined, typescript: boolean): number {
   const [name, ...extra] = args;
   if (!name || extra.length) throw new UsageError('new takes one name: netns-lab new <name>');
   if (!/^[a-z][a-z0-9-]*$/.test(name)) throw new UsageError(`new: '${name}': use lower case letters, digits and dashes`);
   if (findScenario(name)) fail(`a scenario '${name}' exists already`, 2);
   // in this repository's own checkout a new notebook joins scenarios/, written like the others
   const inRepo = dir === undefined && resolve(process.cwd()) === PROJECT_ROOT && existsSync(join(PROJECT_ROOT, 'scenarios', 'index.ts'));
-  const target = inRepo ? join(PROJECT_ROOT, 'scenarios', `${name}.ts`) : join(dir ?? '.', `${name}.mjs`);
+  const target = inRepo ? join(PROJECT_ROOT, 'scenarios', `${name}.ts`) : join(dir ?? '.', `${name}.${typescript ? 'ts' : 'mjs'}`);
   if (existsSync(target)) fail(`${target} exists already`, 2);
   mkdirSync(dirname(target), { recursive: true });
-  writeFileSync(target, skeleton(name, inRepo ? { from: '../lib/index.ts', typescript: true } : { from: 'netns-lab', typescript: false }));
+  writeFileSync(target, skeleton(name, inRepo ? { from: '../lib/index.ts', typescript: true } : { from: 'netns-lab', typescript }));
   const path = relative(process.cwd(), target) || target;
   process.stdout.write(
-    `wrote ${path}: try it with \`netns-lab run ${inRepo ? name : `./${path}`}\` and \`netns-lab verify ${inRepo ? name : `./${path}`}\`\n`,
+    inRepo || !typescript
+      ? `wrote ${path}: try it with \`netns-lab run ${inRepo ? name : `./${path}`}\` and \`netns-lab verify ${inRepo ? name : `./${path}`}\`\n`
+      : `wrote ${path}: compile it with tsc (module nodenext, strict), then \`netns-lab run\` and \`netns-lab verify\` the .js\n`,
   );
   return 0;
 }
@@ -741,11 +743,12 @@ const COMMANDS: Record<string, Command> = {
     run: async (v, names) => cmdDemo(await selectScenarios(names, v), (v.format as string) ?? 'md', v.write === true),
   },
   new: {
-    args: '<name> [--dir DIR]',
+    args: '<name> [--dir DIR] [--ts]',
     summary: 'write a scenario skeleton, a lab notebook that runs and verifies as it is, to rewrite into your failure',
-    details: '  --dir DIR   where (default: scenarios/ in this repository, as TypeScript; elsewhere the current directory, as JavaScript)',
-    options: { dir: { type: 'string' } },
-    run: (v, args) => cmdNew(args, v.dir as string | undefined),
+    details:
+      "  --dir DIR   where (default: scenarios/ in this repository, as TypeScript; elsewhere the current directory, as JavaScript)\n  --ts        outside this repository: TypeScript importing the package's types (<name>.ts), to compile with tsc",
+    options: { dir: { type: 'string' }, ts: { type: 'boolean' } },
+    run: (v, args) => cmdNew(args, v.dir as string | undefined, v.ts === true),
   },
   compare: {
     args: '<before.json> <after.json>',

@@ -9,7 +9,8 @@ import TOOL_PACKAGES from './tools.json' with { type: 'json' };
  * Tools the scenarios use, with the Debian/Ubuntu package that provides each: one file, which
  * scripts/setup.mjs reads too (it runs before anything is installed or built).
  */
-export const TOOLS: Readonly<typeof TOOL_PACKAGES> = TOOL_PACKAGES;
+// the type spelt as an import type: declaration files keep its attribute, which nodenext projects need
+export const TOOLS: Readonly<typeof import('./tools.json', { with: { type: 'json' }})> = TOOL_PACKAGES;
 
 export type Tool = keyof typeof TOOLS;
 

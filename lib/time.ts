@@ -32,6 +32,8 @@ const UNITS = {
   staleRecord: 10,
   /** one scenario test in vitest (all its stages, reruns included) */
   scenarioTest: 120,
+  /** a test that starts a crowd of CLI processes at once (50 concurrent cleans during live runs) */
+  crowdTest: 360,
   /** a vitest hook */
   hook: 30,
   /** every lab of an interrupted suite torn down, before it returns all the same */
