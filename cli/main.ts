@@ -503,7 +503,8 @@ function cmdUntouched(command: string[]): number {
 
 /**
  * The default matrix, an upgrade path: this machine as it is; each series with the Debian release that
- * ships it (the kernel and the tools a user moves to together); and one Ubuntu-like host.
+ * ships it (the kernel and the tools a user moves to together); and two hosts whose root namespace is
+ * set up as Ubuntu's and as a Docker host's (a lab's namespaces must start the same anyway).
  */
 const DEFAULT_MATRIX: { kernel: string; profile: Profile; userland: Userland }[] = [
   { kernel: 'host', profile: 'debian', userland: 'host' },
@@ -511,6 +512,7 @@ const DEFAULT_MATRIX: { kernel: string; profile: Profile; userland: Userland }[]
   { kernel: '6.12', profile: 'debian', userland: 'trixie' },
   { kernel: '7.2', profile: 'debian', userland: 'sid' },
   { kernel: '6.1', profile: 'ubuntu', userland: 'host' },
+  { kernel: '6.1', profile: 'docker-host', userland: 'host' },
 ];
 
 interface KernelsOptions {

@@ -40,6 +40,8 @@ const UNITS = {
   teardown: 30,
   /** a command started by a test to have its first lab */
   firstLab: 60,
+  /** the suite in a container (test:container), run to completion */
+  containerSuite: 1800,
   /** one environment of `netns-lab kernels`: a VM's boot and the suite in it, emulated (--full: three times this) */
   environment: 1800,
 } as const;
