@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { shellLine, shellQuote } from '../lib/exec.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
 import { deadline } from '../lib/time.ts';
 
@@ -81,7 +82,6 @@ class LabContainer extends GenericContainer {
 const steps = positionals.length
   ? [positionals]
   : [['pnpm', 'test:scenarios'], ...(opts['scenarios-only'] ? [] : [['pnpm', 'netns-lab', 'verify', '--all']])];
-const quote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", "'\\''")}'`);
 const script = `
 trap 'stopping=1' TERM INT
 step() {
@@ -97,7 +97,7 @@ if [ ! -w /proc/sys/net/ipv4/ip_forward ]; then
 fi
 echo "test:container: inside: kernel $(uname -r), node $(node --version), pnpm $(pnpm --version), $(ip -V)" >&2
 status=0
-${steps.map((argv) => `[ -z "\${stopping:-}" ] && { step ${quote(argv.map(quote).join(' '))} ${argv.map(quote).join(' ')} || { st=$?; [ $status -eq 0 ] && status=$st; }; }`).join('\n')}
+${steps.map((argv) => `[ -z "\${stopping:-}" ] && { step ${shellQuote(shellLine(argv))} ${shellLine(argv)} || { st=$?; [ $status -eq 0 ] && status=$st; }; }`).join('\n')}
 [ -n "\${stopping:-}" ] && [ $status -eq 0 ] && status=143
 exit $status
 `;
