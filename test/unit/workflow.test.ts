@@ -46,12 +46,31 @@ describe('GitHub workflow', () => {
     expect(ci.match(/NETNS_LAB_STRICT=1 pnpm test:scenarios/g)?.length).toBeGreaterThanOrEqual(2);
     expect(ci.match(/pnpm netns-lab verify --all/g)?.length).toBeGreaterThanOrEqual(2);
     expect(ci).toContain('run: pnpm test:container');
-    const jobs = ci.split(/^jobs:$/m)[1]!.match(/^ {2}[\w-]+:$/gm)?.length;
-    expect(ci.match(/reports\/junit\.xml$/gm)?.length).toBe(jobs); // one JUnit upload per job
+    // one JUnit upload per job that runs vitest (the kernels jobs upload the matrix as JSON and Markdown)
+    const jobs = ci
+      .split(/^jobs:$/m)[1]!
+      .match(/^ {2}[\w-]+:$/gm)
+      ?.filter((j) => j !== '  kernels:').length;
+    expect(ci.match(/reports\/junit\.xml$/gm)?.length).toBe(jobs);
     // verify's results too, wherever verify runs
     expect(ci.match(/verify --all --junit reports\/verify-junit\.xml/g)?.length).toBe(
       ci.match(/^\s+reports\/verify-junit\.xml$/gm)?.length,
     );
+  });
+
+  test('a job per guest of the default matrix, with KVM, uploading the matrix', () => {
+    const kernels = ci.split(/^ {2}kernels:$/m)[1]!;
+    for (const env of [
+      "kernel: '6.1', userland: bookworm",
+      "kernel: '6.12', userland: trixie",
+      "kernel: '7.2', userland: sid",
+      'profile: ubuntu',
+      'profile: docker-host',
+    ])
+      expect(kernels).toContain(env);
+    expect(kernels).toContain('/etc/udev/rules.d/99-kvm4all.rules');
+    expect(kernels).toMatch(/pnpm netns-lab kernels --setup --kernel/);
+    expect(kernels).toContain('--json reports/kernels.json --md reports/kernels.md');
   });
 
   test('actions at their current majors, which run on Node 24', () => {
