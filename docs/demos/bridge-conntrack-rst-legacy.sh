@@ -234,7 +234,7 @@ ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
 ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 86:65:46:e5:3d:75; br-mellanox: 86:65:46:e5:3d:75
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 0e:59:70:82:90:12; br-mellanox: 0e:59:70:82:90:12
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
