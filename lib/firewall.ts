@@ -2,6 +2,7 @@
 // Rules worth counting carry a comment; the comment is how evidence finds them.
 import type { RunResult } from './exec.ts';
 import type { Host } from './topology.ts';
+import { poll } from './wait.ts';
 
 export interface RuleCounter {
   table: string;
@@ -93,6 +94,9 @@ export function counterWhere(counters: RuleCounter[], ref: RuleRef): RuleCounter
   return hit;
 }
 
+/** What each rule counted over an action: `counted(rule)` packets, `counted.show(...rules)` for a claim's "seen". */
+export type Counted = ((r: RuleRef) => number) & { show(...rules: RuleRef[]): string };
+
 export class Nft {
   constructor(readonly host: Host) {}
 
@@ -145,6 +149,31 @@ export class Iptables {
 
   async counter(comment: string, opts: CounterOptions = {}): Promise<RuleCounter> {
     return counterOf(await this.counters(), comment, opts);
+  }
+
+  /**
+   * Runs `action` and returns what each rule counted meanwhile, read once more after it ends: by then
+   * a packet's fate is sealed. The action gets `counts(rule)`, which settles once that rule has counted
+   * (or the action has ended): the way to end a probe on evidence rather than on its timeout.
+   */
+  async counting<T>(action: (counts: (r: RuleRef) => Promise<unknown>) => Promise<T>): Promise<{ result: T; counted: Counted }> {
+    const packets = (counters: RuleCounter[], r: RuleRef) => counterWhere(counters, r).packets;
+    const before = await this.counters({ quiet: true });
+    let ended = false;
+    const polls: Promise<unknown>[] = [];
+    const counts = (r: RuleRef) => {
+      const counting = poll(async () => ended || packets(await this.counters({ quiet: true }), r) > packets(before, r));
+      polls.push(counting);
+      return counting;
+    };
+    const result = await action(counts);
+    ended = true;
+    await Promise.all(polls);
+    const after = await this.counters();
+    const counted = Object.assign((r: RuleRef) => packets(after, r) - packets(before, r), {
+      show: (...rules: RuleRef[]) => rules.map((r) => `${r.chain} [${r.has}] +${counted(r)}`).join(', '),
+    });
+    return { result, counted };
   }
 }
 

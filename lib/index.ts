@@ -28,7 +28,7 @@ export {
   tracedField,
 } from './evidence.ts';
 export { CommandError, type RunResult } from './exec.ts';
-export { counterOf, counterWhere, Iptables, type IptablesBackend, Nft, type RuleCounter, type RuleRef } from './firewall.ts';
+export { type Counted, counterOf, counterWhere, Iptables, type IptablesBackend, Nft, type RuleCounter, type RuleRef } from './firewall.ts';
 export { Lab } from './lab.ts';
 export {
   describeProbe,

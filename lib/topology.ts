@@ -23,6 +23,11 @@ export class Host {
     return this.lab.run(this, typeof command === 'string' ? words(command) : command, opts);
   }
 
+  /** A command that prints JSON (`ip -j`, `nft -j`), its output parsed. */
+  async json<T = any>(command: string | readonly string[], opts?: CommandOptions): Promise<T> {
+    return JSON.parse((await this.exec(command, opts)).stdout) as T;
+  }
+
   /** Starts a long-running command inside this host; the lab stops it at teardown. */
   spawn(command: string | readonly string[], opts: SpawnOptions = {}): Background {
     return this.lab.spawn(this, typeof command === 'string' ? words(command) : command, opts);

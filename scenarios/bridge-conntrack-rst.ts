@@ -38,11 +38,10 @@
  * (bridge-conntrack-rst-legacy); both reproduce identically.
  */
 import { capture, conntrackEvents, counterWatch, isReset, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
-import { counterWhere, Iptables, type IptablesBackend, type RuleCounter, type RuleRef } from '../lib/firewall.ts';
+import { type Counted, Iptables, type IptablesBackend, type RuleRef } from '../lib/firewall.ts';
 import { describeProbe, type ProbeResult, ping, serve, tcp } from '../lib/probe.ts';
 import { defineScenario, type ScenarioDefinition } from '../lib/scenario.ts';
 import { type Host, veth } from '../lib/topology.ts';
-import { poll } from '../lib/wait.ts';
 
 const CLIENT = '192.168.137.248';
 const HOST = '192.168.137.250';
@@ -119,35 +118,21 @@ interface Ctx {
   haMac: string;
 }
 
-const packets = (counters: RuleCounter[], r: RuleRef) => counterWhere(counters, r).packets;
-
-type Counted = ((r: RuleRef) => number) & { show(...rules: RuleRef[]): string };
-
 /**
  * ha connects to the published port. The probe stops as soon as `until` holds (a rule has counted,
- * or a promise settled); with `watch` its outcome is no claim. Returns the probe and what
- * each rule counted meanwhile, read once more after the stop: by then the packet's fate is sealed.
+ * or a promise settled); with `watch` its outcome is no claim. Returns the probe and what each rule
+ * counted meanwhile.
  */
-async function connect(
+function connect(
   { ha, ipt }: Ctx,
   stop: { until?: RuleRef | Promise<unknown>; watch?: boolean } = {},
 ): Promise<{ result: ProbeResult; counted: Counted }> {
-  const before = await ipt.counters({ quiet: true });
-  let ended = false;
-  const polls: Promise<unknown>[] = [];
-  const settle = (at?: RuleRef | Promise<unknown>) => {
-    if (at === undefined || at instanceof Promise) return at;
-    const counting = poll(async () => ended || packets(await ipt.counters({ quiet: true }), at) > packets(before, at));
-    polls.push(counting);
-    return counting;
-  };
-  const result = await tcp(ha, PUBLISHED, { until: settle(stop.until), watch: stop.watch });
-  ended = true;
-  await Promise.all(polls);
-  const after = await ipt.counters();
-  const counted = (r: RuleRef) => packets(after, r) - packets(before, r);
-  counted.show = (...rules: RuleRef[]) => rules.map((r) => `${r.chain} [${r.has}] +${counted(r)}`).join(', ');
-  return { result, counted };
+  return ipt.counting((counts) =>
+    tcp(ha, PUBLISHED, {
+      until: stop.until === undefined || stop.until instanceof Promise ? stop.until : counts(stop.until),
+      watch: stop.watch,
+    }),
+  );
 }
 
 /** The kernel log's martian lines for ha's frames: the log is machine-wide and rate-limited, so they are extra evidence, never required. */
@@ -201,7 +186,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         veth([host, 'veth-lan'], [lan, 'eth0', `${LAN_DEVICE}/24`]),
       ]);
       const [haLink] = await Promise.all([
-        ha.exec('ip -j link show eth0'),
+        ha.json('ip -j link show eth0'),
         host.bridge('br-mellanox', { addr: `${HOST}/24`, ports: ['veth-lan137-2', 'veth-lan'] }),
         host.bridge(LAN_BR, { ports: ['veth-lan137-1'] }),
         host.bridge(APP_BR, { addr: '172.18.0.1/16', ports: ['veth-app'] }),
@@ -226,7 +211,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           // netfilter on, that takes a rule of the host's own, which the write-up does not show
           .then(() => ipt.rules('-A FORWARD -i br-mellanox -o br-mellanox -j ACCEPT')),
       ]);
-      return { ha, host, app, ipt, haMac: JSON.parse(haLink.stdout)[0].address };
+      return { ha, host, app, ipt, haMac: haLink[0].address };
     },
 
     stages: [
@@ -258,14 +243,14 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           check.contrast(pinged.echoed, `ha pings ${HOST}`, describeProbe(pinged));
           // an IP-less bridge still answers ARP for the host's addresses: arp_ignore=1 leaves it to br-mellanox
           const [neigh, mellanox] = await Promise.all([
-            ctx.ha.exec(['ip', '-j', 'neigh', 'show', HOST]),
-            ctx.host.exec(['ip', '-j', 'link', 'show', 'br-mellanox']),
+            ctx.ha.json(['ip', '-j', 'neigh', 'show', HOST]),
+            ctx.host.json(['ip', '-j', 'link', 'show', 'br-mellanox']),
           ]);
-          const used = JSON.parse(neigh.stdout)[0]?.lladdr;
+          const used = neigh[0]?.lladdr;
           check.contrast(
-            used === JSON.parse(mellanox.stdout)[0].address,
+            used === mellanox[0].address,
             `ha sends to ${HOST} by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on ${LAN_BR})`,
-            `ha's neighbour ${HOST}: ${used ?? 'none'}; br-mellanox: ${JSON.parse(mellanox.stdout)[0].address}`,
+            `ha's neighbour ${HOST}: ${used ?? 'none'}; br-mellanox: ${mellanox[0].address}`,
           );
           const { counted } = await connect(ctx, { until: DNAT, watch: true });
           const seen = counted.show(DNAT, NAT_IN_LAN, NAT_IN_MELLANOX);
