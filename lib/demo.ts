@@ -4,8 +4,6 @@ import { type AblationRow, stepText } from './ablate.ts';
 import {
   connectionsBefore,
   ipCommands,
-  isCapture,
-  isWatch,
   labMap,
   packetsThatMatter,
   probeTarget,
@@ -19,6 +17,7 @@ import { DEFAULT_STATE_DIR, NS_PREFIX, runDir } from './registry.ts';
 import { TOOLS, type Tool, toolVersion } from './requirements.ts';
 import type { ScenarioResult } from './run.ts';
 import type { Scenario } from './scenario.ts';
+import { isCapture, isEventStream, isVerdict, isWatch } from './steps.ts';
 import { shellTimeBase } from './time.ts';
 
 /** Replaces what differs between runs (run id, tokens, timestamps, sequence numbers, ephemeral ports) with stable names. */
@@ -101,8 +100,6 @@ function sections(steps: Step[], prefix: string): Section[] {
   return out;
 }
 
-const isVerdict = (s: Step) => !s.line && s.note;
-const isEventStream = (s: Step) => s.kind === 'event stream';
 const looksLikeJson = (text: string) => /^\s*[[{]/.test(text);
 const isIpBatch = (s: Step) => / -batch -$/.test(s.line);
 

@@ -2,6 +2,7 @@
 // and the packets that matter, from the captures and the probes.
 import { CANARY_ADDRESS, type Packet, parseTcpdumpLine } from './evidence.ts';
 import type { Phase, Step } from './exec.ts';
+import { captureInterface, isCapture, isProbe, isWatch } from './steps.ts';
 
 // ---------------------------------------------------------------- the lab, read from its commands
 
@@ -184,11 +185,6 @@ export function connectionsBefore(all: Step[], step: Step): Set<string> {
   );
 }
 
-export const isCapture = (s: Step) => s.kind === 'capture';
-export const isProbe = (s: Step) => s.shell?.probe !== undefined || /^(tcp|udp) probe to /.test(s.note ?? '');
-/** A probe that only made traffic to watch: stopped once its packet showed, its outcome is no claim. */
-export const isWatch = (s: Step) => isProbe(s) && s.shell?.probe === undefined;
-
 /** The `ip.port` addresses of the watch probes among some steps. */
 export function watched(steps: Step[]): Set<string> {
   return new Set(
@@ -239,7 +235,7 @@ export function sequenceMermaid({ map, steps, norm, all: transcript }: SequenceI
     const probes = inPhase.filter(isProbe).map((s) => ({ step: s, start: stepDayMs(s.startedAt ?? 0), end: 0 }));
     for (const p of probes) p.end = p.start + p.step.durationMs;
     for (const cap of inPhase.filter(isCapture)) {
-      const iface = /^capture on (\S+)/.exec(cap.note!)![1]!;
+      const iface = captureInterface(cap);
       const where = `${cap.host}/${iface}`;
       const packets = packetsThatMatter(
         cap.stdout

@@ -2,6 +2,7 @@
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
 import { type Readiness, shows } from './ready.ts';
+import { captureNote } from './steps.ts';
 import { deadline } from './time.ts';
 import { type Host, words } from './topology.ts';
 import { poll, waitFor } from './wait.ts';
@@ -147,7 +148,7 @@ export async function capture(host: Host, iface: string, filter = ''): Promise<C
   const started = new Capture(
     host,
     iface,
-    await host.start(argv, { note: `capture on ${iface}`, kind: 'capture', ready: '^(tcpdump: )?listening on' }),
+    await host.start(argv, { note: captureNote(iface), kind: 'capture', ready: '^(tcpdump: )?listening on' }),
   );
   await started.countUnfiltered();
   return started;

@@ -13,7 +13,7 @@ export interface ShellHints {
   probe?: { token: string; echoed: boolean };
 }
 
-export type HelperKind = 'capture' | 'event stream';
+export type HelperKind = 'capture' | 'event stream' | 'probe';
 
 export interface Step {
   phase: Phase;
@@ -33,7 +33,7 @@ export interface Step {
   stderr: string;
   /** Long-running helper (capture, server, event stream): output is what it printed until stopped. */
   background?: boolean;
-  /** What a helper's output is, for demos: packets of a capture, or an event stream (conntrack, nft trace). */
+  /** What a helper is, for demos (lib/steps.ts): a capture, an event stream (conntrack, nft trace), or a probe's client. */
   kind?: HelperKind;
   /** Short why-line for demos; a step with only a note is a verdict. */
   note?: string;

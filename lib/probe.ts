@@ -71,7 +71,11 @@ async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, o
   const payload = probePayload(t, opts.size);
   // -b: one read (one datagram) carries the whole payload
   const buffer = payload.length > 8192 ? ['-b', String(payload.length)] : [];
-  const client = from.spawn(['socat', '-d', '-d', ...buffer, '-', target], { stdin: true, note: `${kind} probe to ${address}` });
+  const client = from.spawn(['socat', '-d', '-d', ...buffer, '-', target], {
+    stdin: true,
+    note: `${kind} probe to ${address}`,
+    kind: 'probe',
+  });
   client.step!.input = payload;
   client.proc.child.stdin?.write(payload);
   const answered = client.waitForLine((l) => l.includes(t), timeoutMs);
