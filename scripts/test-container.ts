@@ -199,8 +199,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       else process.exit(code);
       return;
     }
-    say(`${signal}: stopping the container (the suite tears down its labs; 20 s grace)`);
-    stopping = removeContainer(20_000).finally(() => process.exit(code));
+    say(`${signal}: stopping the container (the suite tears down its labs; ${Math.round(deadline('teardown') / 1000)} s grace)`);
+    stopping = removeContainer(deadline('teardown')).finally(() => process.exit(code));
   });
 }
 
@@ -228,7 +228,7 @@ try {
       throw Object.assign(err as Error, { reported: true });
     }
   }
-  await Promise.race([logsEnded, new Promise((resolve) => setTimeout(resolve, 2_000))]);
+  await Promise.race([logsEnded, new Promise((resolve) => setTimeout(resolve, deadline('stopGrace')))]);
   say(`suite ${status === 0 ? 'passed' : 'failed (exited non-zero)'} after ${secs(t0)}`);
 } catch (err) {
   if (!stopping && !(err as { reported?: boolean }).reported) say(`error: ${(err as Error).message}`);
