@@ -1,7 +1,10 @@
 // Evidence from the kernel: packet captures, conntrack events, nft traces, SNMP/netstat counters.
+import { existsSync } from 'node:fs';
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
-import { type Readiness, shows } from './ready.ts';
+import { printed, type Readiness, shows } from './ready.ts';
+import { hasTool } from './requirements.ts';
+import type { Check } from './scenario.ts';
 import { captureNote } from './steps.ts';
 import { deadline } from './time.ts';
 import { type Host, words } from './topology.ts';
@@ -412,6 +415,130 @@ export async function nftTrace(host: Host): Promise<NftTrace> {
     ready: shows(host, ['cat', '/proc/net/netlink'], subscribed),
   });
   return new NftTrace(host, proc);
+}
+
+// ---------------------------------------------------------------- drop reasons
+
+/** A packet the kernel freed as dropped (tracepoint skb:kfree_skb), in the watched host's namespace. */
+export interface Drop {
+  /** The kernel's name for it (enum skb_drop_reason without its prefix: NO_SOCKET, IP_INADDRERRORS, ...). */
+  reason: string;
+  /** The function that freed it. */
+  location: string;
+  device: string;
+  raw: string;
+}
+
+/** This kernel's drop reason names by number, from the tracepoint's print format (its `__print_symbolic`). */
+export function parseDropReasons(format: string): Map<number, string> {
+  return new Map([...format.matchAll(/\{ (\d+), "([A-Z0-9_]+)" \}/g)].map((m) => [Number(m[1]), m[2]!]));
+}
+
+/** One line of the watch's output: `drop reason=87 location=ip_error dev=docker0`. */
+export function parseDropLine(line: string, names: Map<number, string>): Drop | undefined {
+  const m = /^drop reason=(\d+) location=(\S+) dev=(\S+)$/.exec(line.trim());
+  if (!m) return undefined;
+  return { reason: names.get(Number(m[1])) ?? `reason ${m[1]}`, location: m[2]!, device: m[3]!, raw: line.trim() };
+}
+
+/**
+ * The drops of IPv4 packets whose device is in the tracer's own network namespace (entered with
+ * nsenter), read from the tracer itself at BEGIN: concurrent labs never see each other's drops. Frees
+ * the kernel gives no reason for (NOT_SPECIFIED, its number on this kernel) are no evidence, and left out.
+ */
+const dropProgram = (notSpecified: number) =>
+  [
+    'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\\n"); }',
+    `tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != ${notSpecified}/ {`,
+    '  $skb = (struct sk_buff *)args->skbaddr;',
+    '  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {',
+    '    printf("drop reason=%d location=%s dev=%s\\n", args->reason, ksym(args->location), $skb->dev->name); } }',
+    'END { clear(@netns); }',
+  ].join('\n');
+
+const TRACING = printed('^tracing$');
+
+/** Why drop reasons cannot be read here. */
+export interface Unavailable {
+  host: Host;
+  unavailable: string;
+}
+
+export class DropWatch {
+  constructor(
+    readonly host: Host,
+    readonly process: Background,
+    private readonly names: Map<number, string>,
+  ) {}
+
+  drops(): Drop[] {
+    return this.process.lines.map((l) => parseDropLine(l.text, this.names)).filter((d): d is Drop => d !== undefined);
+  }
+
+  /** Waits until `count` drops match (bpftrace reads the kernel's buffer in batches), or the evidence deadline. */
+  async waitFor(match: (d: Drop) => boolean, count = 1): Promise<Drop[]> {
+    const lines = await this.process.waitForLines((t) => {
+      const d = parseDropLine(t, this.names);
+      return d !== undefined && match(d);
+    }, count);
+    return lines.map((l) => parseDropLine(l.text, this.names)!);
+  }
+
+  async stop(): Promise<Drop[]> {
+    if (this.process.exited) throw new Error(`bpftrace in ${this.host.name} exited before it was stopped: ${this.process.text()}`);
+    await this.host.lab.stop(this.process);
+    return this.drops();
+  }
+
+  summary(drops = this.drops()): string {
+    return drops.length ? drops.map((d) => `${d.reason} in ${d.location} on ${d.device}`).join('; ') : 'no drop';
+  }
+}
+
+/**
+ * Watches why the kernel drops packets in a host's namespace (bpftrace on skb:kfree_skb, its `reason`),
+ * or says why it cannot here: bpftrace missing, no BTF, or a kernel whose tracepoint has no reason
+ * (before 5.17). A claim on drop reasons is then left out, with that reason, never assumed.
+ */
+export async function dropReasons(host: Host): Promise<DropWatch | Unavailable> {
+  const unavailable = (why: string): Unavailable => ({ host, unavailable: why });
+  if (!hasTool('bpftrace')) return unavailable('bpftrace is not installed');
+  if (!existsSync('/sys/kernel/btf/vmlinux')) return unavailable('the kernel has no BTF (/sys/kernel/btf/vmlinux)');
+  const format = await host.lab.run(undefined, ['cat', '/sys/kernel/tracing/events/skb/kfree_skb/format'], { check: false, quiet: true });
+  const names = parseDropReasons(format.stdout);
+  if (!format.ok) return unavailable(`no tracefs at /sys/kernel/tracing (${format.stderr.trim()})`);
+  const notSpecified = [...names].find(([, name]) => name === 'NOT_SPECIFIED')?.[0];
+  if (notSpecified === undefined) return unavailable('this kernel gives skb:kfree_skb no drop reason (it does from 5.17)');
+  try {
+    // nsenter, not `ip netns exec`: that remounts /sys for the namespace, and tracefs with it
+    const proc = host.lab.spawn(undefined, ['nsenter', `--net=/run/netns/${host.ns}`, 'bpftrace', '-q', '-e', dropProgram(notSpecified)], {
+      note: `drop reasons in ${host.name} (skb:kfree_skb)`,
+      kind: 'event stream',
+      shell: { ready: TRACING.shell },
+    });
+    await TRACING.wait(proc, deadline('ready'));
+    return new DropWatch(host, proc, names);
+  } catch (err) {
+    return unavailable(`bpftrace did not start: ${(err as Error).message.split(': ').at(-1)}`);
+  }
+}
+
+/**
+ * The claim that the kernel dropped `count` packets as `match` says (waited for, then the watch is
+ * stopped); where drop reasons cannot be read here, the claim is left out and the run says why.
+ */
+export async function claimDrops(
+  watch: DropWatch | Unavailable,
+  check: Check,
+  drop: { match: (d: Drop) => boolean; count?: number; claim: string; control?: string },
+): Promise<void> {
+  if ('unavailable' in watch) {
+    watch.host.lab.transcript.note(`left out, drop reasons not shown: ${watch.unavailable}`);
+    return;
+  }
+  const freed = await watch.waitFor(drop.match, drop.count ?? 1);
+  await watch.stop();
+  check.that(freed.length >= (drop.count ?? 1), drop.claim, watch.summary(), drop.control ? { control: drop.control } : {});
 }
 
 // ---------------------------------------------------------------- SNMP / netstat counters

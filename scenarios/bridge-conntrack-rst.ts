@@ -37,7 +37,7 @@
  * The same scenario runs with iptables-nft (bridge-conntrack-rst) and iptables-legacy
  * (bridge-conntrack-rst-legacy); both reproduce identically.
  */
-import { capture, conntrackEvents, counterWatch, isReset, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
+import { capture, claimDrops, conntrackEvents, counterWatch, dropReasons, isReset, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
 import { type Counted, Iptables, type IptablesBackend, type RuleRef } from '../lib/firewall.ts';
 import { describeProbe, type ProbeResult, ping, serve, tcp } from '../lib/probe.ts';
 import { defineScenario, type ScenarioDefinition } from '../lib/scenario.ts';
@@ -278,8 +278,18 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         title: `rp_filter drops the DNATed SYN routed in from ${LAN_BR}, a device with no address`,
 
         async evidence(ctx, check) {
-          const [onApp, earlier] = await Promise.all([capture(ctx.app, 'eth0', 'tcp port 5000'), martians(ctx)]);
+          const [onApp, earlier, drops] = await Promise.all([
+            capture(ctx.app, 'eth0', 'tcp port 5000'),
+            martians(ctx),
+            dropReasons(ctx.host),
+          ]);
           const { counted } = await connect(ctx, { until: DNAT });
+          // the kernel's own word for it: the reverse-path check in the routing of the DNATed SYN
+          await claimDrops(drops, check, {
+            match: (d) => d.reason === 'IP_RPFILTER' && d.device === LAN_BR,
+            claim: `the kernel frees the SYN with drop reason IP_RPFILTER, as it comes in from ${LAN_BR}`,
+            control: REACHES_FORWARD,
+          });
           const [reached, logged] = await Promise.all([onApp.stop(), martians(ctx)]);
           const martian = logged.find((l) => !earlier.includes(l))?.replace(/^\[[^\]]*\]\s*/, '');
           check.contrast(counted(DNAT) > 0, `ha's SYN is DNATed to ${APP}:5000`, counted.show(DNAT));

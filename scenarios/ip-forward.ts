@@ -7,7 +7,7 @@
  * With forwarding off the host's routing lookup for a packet to a foreign address fails;
  * ip_error() counts it in Ip InAddrErrors and, because forwarding is off, sends no ICMP.
  */
-import { capture, counterWatch } from '../lib/evidence.ts';
+import { capture, claimDrops, counterWatch, dropReasons } from '../lib/evidence.ts';
 import { counterOf, Iptables } from '../lib/firewall.ts';
 import { describeProbe, serve, tcp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
@@ -59,10 +59,11 @@ export default defineScenario({
   },
 
   async evidence({ container, host, iptables }, check) {
-    const [onVeth, onUplink, counters] = await Promise.all([
+    const [onVeth, onUplink, counters, drops] = await Promise.all([
       capture(host, 'veth-c', `(tcp and dst host ${INTERNET}) or icmp`),
       watchUplink(host),
       counterWatch(host),
+      dropReasons(host),
     ]);
     const dropped = counters.rise('Ip.InAddrErrors');
     const probe = tcp(container, `${INTERNET}:80`, { until: dropped });
@@ -75,6 +76,11 @@ export default defineScenario({
       counters.delta('Ip.InAddrErrors', 'Icmp.OutDestUnreachs'),
       iptables.counters({ table: 'mangle' }),
     ]);
+    // the kernel's own word for it: ip_error() frees the SYN with the reason it counts it under
+    await claimDrops(drops, check, {
+      match: (d) => d.reason === 'IP_INADDRERRORS' && d.device === 'docker0',
+      claim: "the kernel frees the container's SYN in ip_error with drop reason IP_INADDRERRORS, as it enters docker0",
+    });
     const [uplink, veth] = await Promise.all([onUplink.stop(), onVeth.stop()]);
     // the counter counts any packet the host could not route: no more of them than the container's SYNs
     const syns = veth.filter((p) => p.dst === INTERNET && p.flags === 'S').length;

@@ -28,7 +28,7 @@
  * blackhole, so a container no rule matches gets no answer rather than a misleading one.
  */
 import type { Background } from '../lib/background.ts';
-import { counterWatch } from '../lib/evidence.ts';
+import { claimDrops, counterWatch, dropReasons } from '../lib/evidence.ts';
 import { counterOf, Iptables } from '../lib/firewall.ts';
 import { describeProbe, type ProbeResult, serve, tcp, udp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
@@ -207,7 +207,7 @@ export default defineScenario<Ctx>({
   async evidence(ctx, check) {
     const { containers, iptables, v2ray } = ctx;
     // TCP is the same with the fix: what sets UDP apart
-    const viaTcp = await Promise.all(containers.map((c) => tcp(c, ECHO)));
+    const [viaTcp, drops] = await Promise.all([Promise.all(containers.map((c) => tcp(c, ECHO))), dropReasons(ctx.host)]);
     check.contrast(viaOwnExit(viaTcp), "each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2", described(viaTcp));
     const redirect = await iptables.counter('redirect');
     check.contrast(
@@ -218,6 +218,12 @@ export default defineScenario<Ctx>({
 
     const { results, noPorts, icmp } = await udpFromEach(ctx);
     check.that(noPorts >= 3, COUNTED_IN_NOPORTS, `Udp NoPorts +${noPorts} for 3 datagrams; ${described(results)}`);
+    // the kernel's own word for it: the UDP receive path frees each datagram, for want of a socket
+    await claimDrops(drops, check, {
+      match: (d) => d.reason === 'NO_SOCKET' && d.location === '__udp4_lib_rcv',
+      count: containers.length,
+      claim: 'the kernel frees each datagram in __udp4_lib_rcv with drop reason NO_SOCKET',
+    });
     const counters = await iptables.counters();
     const packets = (comment: string) => counterOf(counters, comment).packets;
     const [tproxy, bridgePass, past] = [packets('tproxy'), packets('udp-in-bridge-pass'), packets('udp-past-tproxy')];

@@ -152,29 +152,38 @@ ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-veth-c-1.pcap
 ready h2 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-1.pcap --print -i eth0 'tcp or icmp' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
 ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
+  $skb = (struct sk_buff *)args->skbaddr;
+  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
+    printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
+END { clear(@netns); }' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # drop reasons in host (skb:kfree_skb)
+ready h4 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: n packet(s)
 ip netns exec $L-host iptables-nft-save -c -t mangle
+# the kernel frees the container's SYN in ip_error with drop reason IP_INADDRERRORS, as it enters docker0: IP_INADDRERRORS in ip_error on docker0
 # the host counts the container's SYNs in Ip InAddrErrors: InAddrErrors +n for n SYN(s) on veth-c
 # the container's SYN never reaches POSTROUTING, where MASQUERADE would rewrite it: [0:0] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet
 # nothing on the uplink: 0 packet(s) on eth0: 
 # no ICMP error back to the container: a silent drop: 0 ICMP packet(s) on veth-c, Icmp OutDestUnreachs +0
 stop h2
 stop h3
+stop h4
 
 phase "fix"
 ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1
 
 phase "proof"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-2.pcap --print -i eth0 'tcp or icmp' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # capture on eth0
-ready h4 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-2.pcap --print -i eth0 'tcp or icmp' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
+ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c -t mangle
 # the container's SYN now reaches POSTROUTING: [n:n] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet
 # the uplink capture sees the container's SYN forwarded, masqueraded to 198.51.100.2: 00:00:00.000000 IP 198.51.100.2.PORT1 > 198.51.100.1.80: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the internet host answers the container: tcp container -> 198.51.100.1:80: connected (token echoed) answer "netns-lab-token2-$$ from 198.51.100.2"
 # the internet host saw the masqueraded source 198.51.100.2: netns-lab-token2-$$ from 198.51.100.2
-stop h4
+stop h5
 
 echo
 echo "PASS: ip-forward: breakage shown, fix applied, proof holds"

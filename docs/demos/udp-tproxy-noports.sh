@@ -295,6 +295,13 @@ phase "evidence"
 expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
 expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
 expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
+  $skb = (struct sk_buff *)args->skbaddr;
+  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
+    printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
+END { clear(@netns); }' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # drop reasons in host (skb:kfree_skb)
+ready h7 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 # each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: tcp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token1-$$ from 203.0.113.10"; tcp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token2-$$ from 203.0.113.11"; tcp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token3-$$ from 203.0.113.12"
 ip netns exec $L-host iptables-nft-save -c
 # nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each): n packet(s)
@@ -302,12 +309,14 @@ expect silent "netns-lab-token4-$$" "evidence: udp probe to 198.51.100.7:7" "$(p
 expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7: Udp NoPorts +n for 3 datagrams; udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
+# the kernel frees each datagram in __udp4_lib_rcv with drop reason NO_SOCKET: NO_SOCKET in __udp4_lib_rcv on br0; NO_SOCKET in __udp4_lib_rcv on br0; NO_SOCKET in __udp4_lib_rcv on br0
 ip netns exec $L-host iptables-nft-save -c
 # TPROXY took every datagram all the same: the rule matched each, and none went on past it: tproxy 3, udp-in-bridge-pass 3, udp-past-tproxy 0 packet(s) for 3 datagrams
 # ... in the bridge's own pass of PREROUTING, where the frame still has its bridge port: tproxy 3, udp-in-bridge-pass 3, udp-past-tproxy 0 packet(s) for 3 datagrams
 # v2ray never got them: no UDP session in its log: no UDP line in the log
 # no ICMP error goes back: the containers just wait: Icmp OutDestUnreachs +0
 # no container gets an answer: udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
+stop h7
 
 phase "fix"
 ip netns exec $L-host sysctl -qw net.bridge.bridge-nf-call-iptables=0

@@ -6,6 +6,8 @@ import {
   isSyn,
   isSynAck,
   parseConntrackEvent,
+  parseDropLine,
+  parseDropReasons,
   parseNftTrace,
   parseRouteGet,
   parseSnmp,
@@ -125,6 +127,34 @@ describe('nft monitor trace', () => {
     expect(rule).toMatchObject({ table: 'ip nat', chain: 'OUTPUT', kind: 'rule', verdict: 'accept' });
     expect(parseNftTrace('trace id c7ed237c ip nat POSTROUTING verdict continue')).toMatchObject({ kind: 'verdict', verdict: 'continue' });
     expect(parseNftTrace('Error: something else')).toBeUndefined();
+  });
+});
+
+describe('drop reasons (skb:kfree_skb)', () => {
+  // recorded on 6.18: the tracepoint's format, cut to its print format's first reasons, and the watch's lines
+  const format = `name: kfree_skb
+format:
+\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;
+
+print fmt: "skbaddr=%p rx_sk=%p protocol=%u location=%pS reason: %s", REC->skbaddr, REC->rx_sk, REC->protocol, REC->location, __print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, { 3, "NO_SOCKET" }, { 16, "IP_RPFILTER" }, { 87, "IP_INADDRERRORS" })`;
+
+  test('reason names by number, from the print format', () => {
+    const names = parseDropReasons(format);
+    expect(names.get(3)).toBe('NO_SOCKET');
+    expect(names.get(87)).toBe('IP_INADDRERRORS');
+    expect(names.size).toBe(4);
+  });
+
+  test('a drop line, named by this kernel; anything else is no drop', () => {
+    const names = parseDropReasons(format);
+    expect(parseDropLine('drop reason=87 location=ip_error dev=docker0', names)).toEqual({
+      reason: 'IP_INADDRERRORS',
+      location: 'ip_error',
+      device: 'docker0',
+      raw: 'drop reason=87 location=ip_error dev=docker0',
+    });
+    expect(parseDropLine('drop reason=99 location=x dev=eth0', names)?.reason).toBe('reason 99');
+    expect(parseDropLine('tracing', names)).toBeUndefined();
   });
 });
 
