@@ -100,6 +100,8 @@ function suiteScript(out: string, profile: Profile, full: boolean, inVm: boolean
     ...(inVm
       ? [
           `for m in ${MODULES.join(' ')}; do modprobe "$m" 2>/dev/null || echo "modprobe $m: not in this kernel"; done`,
+          // tracefs where a booted system has it (systemd mounts it): the scenarios read drop reasons there
+          'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing || echo "tracefs: not mounted"',
           ...PROFILES[profile].commands,
         ]
       : []),
