@@ -18,7 +18,7 @@ import { TOOLS, type Tool, toolVersion } from './requirements.ts';
 import type { ScenarioResult } from './run.ts';
 import type { Scenario } from './scenario.ts';
 import { isCapture, isEventStream, isVerdict, isWatch } from './steps.ts';
-import { shellTimeBase } from './time.ts';
+import { shellDeadline, shellTimeBase } from './time.ts';
 
 /** Replaces what differs between runs (run id, tokens, timestamps, sequence numbers, ephemeral ports) with stable names. */
 export class Normalizer {
@@ -497,7 +497,7 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
       .split('\n')
       .map((l) => `#${l}`),
     prelude(scenario.name, hosts),
-    shellTimeBase(['probe', 'ready']),
+    shellTimeBase(['probe', 'ready', ...new Set(result.steps.flatMap((st) => (st.shell?.within ? [st.shell.within] : [])))]),
     HELPERS,
   ];
   let helper = 0;
@@ -523,7 +523,10 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
       } else if (step.background) {
         const log = `h${++helper}`;
         out.push(`${line} >"$W/${log}" 2>&1 & PIDS+=($!); echo $! >"$W/${log}.pid"${step.note ? `   # ${step.note}` : ''}`);
-        if (step.shell?.ready) out.push(`ready ${log} ${shellQuote(norm.commands(step.shell.ready))}`);
+        if (step.shell?.ready)
+          out.push(
+            `${step.shell.within ? `READY_MS=$${shellDeadline(step.shell.within)} ` : ''}ready ${log} ${shellQuote(norm.commands(step.shell.ready))}`,
+          );
         if (isCapture(step) || isEventStream(step)) captures.push(log);
       } else {
         // counters were read as JSON for the checks; the reader gets the same command in its human form

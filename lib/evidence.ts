@@ -1,5 +1,5 @@
 // Evidence from the kernel: packet captures, conntrack events, nft traces, SNMP/netstat counters.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
 import { printed, type Readiness, shows } from './ready.ts';
@@ -501,26 +501,37 @@ export class DropWatch {
  * (before 5.17). A claim on drop reasons is then left out, with that reason, never assumed.
  */
 export async function dropReasons(host: Host): Promise<DropWatch | Unavailable> {
-  const unavailable = (why: string): Unavailable => ({ host, unavailable: why });
-  if (!hasTool('bpftrace')) return unavailable('bpftrace is not installed');
-  if (!existsSync('/sys/kernel/btf/vmlinux')) return unavailable('the kernel has no BTF (/sys/kernel/btf/vmlinux)');
-  const format = await host.lab.run(undefined, ['cat', '/sys/kernel/tracing/events/skb/kfree_skb/format'], { check: false, quiet: true });
-  const names = parseDropReasons(format.stdout);
-  if (!format.ok) return unavailable(`no tracefs at /sys/kernel/tracing (${format.stderr.trim()})`);
-  const notSpecified = [...names].find(([, name]) => name === 'NOT_SPECIFIED')?.[0];
-  if (notSpecified === undefined) return unavailable('this kernel gives skb:kfree_skb no drop reason (it does from 5.17)');
-  try {
-    // nsenter, not `ip netns exec`: that remounts /sys for the namespace, and tracefs with it
-    const proc = host.lab.spawn(undefined, ['nsenter', `--net=/run/netns/${host.ns}`, 'bpftrace', '-q', '-e', dropProgram(notSpecified)], {
+  const tracing = dropTracing();
+  if (typeof tracing === 'string') return { host, unavailable: tracing };
+  // nsenter, not `ip netns exec`: that remounts /sys for the namespace, and tracefs with it
+  const proc = host.lab.spawn(
+    undefined,
+    ['nsenter', `--net=/run/netns/${host.ns}`, 'bpftrace', '-q', '-e', dropProgram(tracing.notSpecified)],
+    {
       note: `drop reasons in ${host.name} (skb:kfree_skb)`,
       kind: 'event stream',
-      shell: { ready: TRACING.shell },
-    });
-    await TRACING.wait(proc, deadline('ready'));
-    return new DropWatch(host, proc, names);
-  } catch (err) {
-    return unavailable(`bpftrace did not start: ${(err as Error).message.split(': ').at(-1)}`);
-  }
+      shell: { ready: TRACING.shell, within: 'tracerStart' },
+    },
+  );
+  // compiling the program takes bpftrace a second of CPU: its own deadline, and a miss is an error, never "unavailable"
+  await TRACING.wait(proc, deadline('tracerStart'));
+  return new DropWatch(host, proc, tracing.names);
+}
+
+const TRACEPOINT_FORMAT = '/sys/kernel/tracing/events/skb/kfree_skb/format';
+
+/**
+ * Whether this machine can show drop reasons: bpftrace, BTF, tracefs, and a kernel whose skb:kfree_skb
+ * has a reason (5.17 and later). The reason names by number, or why not (what the suite and the run say).
+ */
+export function dropTracing(): { names: Map<number, string>; notSpecified: number } | string {
+  if (!hasTool('bpftrace')) return 'bpftrace is not installed';
+  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'the kernel has no BTF (/sys/kernel/btf/vmlinux)';
+  if (!existsSync(TRACEPOINT_FORMAT)) return `no tracefs at /sys/kernel/tracing (${TRACEPOINT_FORMAT} is missing)`;
+  const names = parseDropReasons(readFileSync(TRACEPOINT_FORMAT, 'utf8'));
+  const notSpecified = [...names].find(([, name]) => name === 'NOT_SPECIFIED')?.[0];
+  if (notSpecified === undefined) return 'this kernel gives skb:kfree_skb no drop reason (it does from 5.17)';
+  return { names, notSpecified };
 }
 
 /**

@@ -1,6 +1,6 @@
 // The one way commands run: execa, argv arrays, no shell, every command recorded.
 import { execa, type ResultPromise } from 'execa';
-import { deadline } from './time.ts';
+import { type Deadline, deadline } from './time.ts';
 
 export const PHASES = ['topology', 'break', 'evidence', 'fix', 'proof', 'teardown'] as const;
 export type Phase = (typeof PHASES)[number];
@@ -9,6 +9,8 @@ export type Phase = (typeof PHASES)[number];
 export interface ShellHints {
   /** A shell condition that holds once the helper is ready; `$LOG` is its output file. */
   ready?: string;
+  /** The deadline for it, when not the time base's `ready` (a tracer compiling its program). */
+  within?: Deadline;
   /** A probe: the demo script re-runs it and requires the same result (token echoed or not). */
   probe?: { token: string; echoed: boolean };
 }

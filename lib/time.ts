@@ -20,6 +20,8 @@ const UNITS = {
   resubscribe: 0.05,
   /** a helper (capture, server, proxy) printing that it is ready */
   ready: 5,
+  /** a tracer (bpftrace) compiling its program and attaching it: a second of CPU on the reference */
+  tracerStart: 30,
   /** one command (ip, nft, iptables, conntrack) to finish */
   command: 15,
   /** a helper to exit after its stop signal before it is killed, and its pipes to close after that */
@@ -120,6 +122,9 @@ export function shellTimeBase(names: Deadline[]): string {
     `if [ -n "\${NETNS_LAB_SLOW:-}" ]; then SLOW10=$(awk -v f="$NETNS_LAB_SLOW" 'BEGIN { printf "%d", f * 10 }')`,
     `else T0=$(date +%s%N); for _ in $(seq ${CALIBRATION_RUNS}); do unshare --net ip link set lo up; done`,
     `  SLOW10=$(( ($(date +%s%N) - T0) / 100000 / ${REFERENCE_MS} )); (( SLOW10 >= 10 )) || SLOW10=10; fi`,
-    ...names.map((n) => `${n.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}_MS=$(( ${UNITS[n] * UNIT_MS} * SLOW10 / 10 ))`),
+    ...names.map((n) => `${shellDeadline(n)}=$(( ${UNITS[n] * UNIT_MS} * SLOW10 / 10 ))`),
   ].join('\n');
 }
+
+/** A deadline's variable in the demo scripts: tracerStart is TRACER_START_MS. */
+export const shellDeadline = (name: Deadline) => `${name.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}_MS`;

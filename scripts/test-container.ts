@@ -77,7 +77,7 @@ class LabContainer extends GenericContainer {
 }
 
 // The command inside: make /proc/sys/net writable for the lab's namespaces (a bind mount of
-// that subtree only, the rest of /proc/sys stays read-only), then the suite. Signals: tini sends
+// that subtree only, the rest of /proc/sys stays read-only), mount tracefs, then the suite. Signals: tini sends
 // them to the whole group; this shell waits for the running step to tear its lab down.
 const steps = positionals.length
   ? [positionals]
@@ -95,6 +95,8 @@ step() {
 if [ ! -w /proc/sys/net/ipv4/ip_forward ]; then
   mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net || exit 125
 fi
+# tracefs, in the container's own mounts, for the drop reasons (bpftrace); without it they are left out
+[ -e /sys/kernel/tracing/events ] || mount -t tracefs nodev /sys/kernel/tracing || echo "test:container: no tracefs: drop reasons are left out" >&2
 echo "test:container: inside: kernel $(uname -r), node $(node --version), pnpm $(pnpm --version), $(ip -V)" >&2
 status=0
 ${steps.map((argv) => `[ -z "\${stopping:-}" ] && { step ${shellQuote(shellLine(argv))} ${shellLine(argv)} || { st=$?; [ $status -eq 0 ] && status=$st; }; }`).join('\n')}

@@ -43,6 +43,7 @@ else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; do
   SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
 PROBE_MS=$(( 1000 * SLOW10 / 10 ))
 READY_MS=$(( 5000 * SLOW10 / 10 ))
+TRACER_START_MS=$(( 30000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -234,7 +235,7 @@ ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
 ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 5a:d5:86:a3:bb:45; br-mellanox: 5a:d5:86:a3:bb:45
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 22:9b:2f:5d:a7:87; br-mellanox: 22:9b:2f:5d:a7:87
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
@@ -250,7 +251,7 @@ tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
 END { clear(@netns); }' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # drop reasons in host (skb:kfree_skb)
-ready h5 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+READY_MS=$TRACER_START_MS ready h5 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the kernel frees the SYN with drop reason IP_RPFILTER, as it comes in from br-lan137: IP_RPFILTER in br_nf_pre_routing_finish on br-lan137

@@ -43,6 +43,7 @@ else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; do
   SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
 PROBE_MS=$(( 1000 * SLOW10 / 10 ))
 READY_MS=$(( 5000 * SLOW10 / 10 ))
+TRACER_START_MS=$(( 30000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -234,7 +235,7 @@ ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
 ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 0e:40:09:46:9f:82; br-mellanox: 0e:40:09:46:9f:82
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 56:ce:f3:7e:51:8b; br-mellanox: 56:ce:f3:7e:51:8b
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
@@ -250,7 +251,7 @@ tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
 END { clear(@netns); }' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # drop reasons in host (skb:kfree_skb)
-ready h5 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+READY_MS=$TRACER_START_MS ready h5 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
 # the kernel frees the SYN with drop reason IP_RPFILTER, as it comes in from br-lan137: IP_RPFILTER in br_nf_pre_routing_finish on br-lan137
@@ -302,11 +303,11 @@ expect silent "netns-lab-token4-$$" "evidence: tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.13454 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=13454 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.13454: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.25556 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=25556 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.25556: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
-# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=13454 id=N
+# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=25556 id=N
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 # that RST from 192.168.137.250:5000 is INVALID to conntrack too: FORWARD [invalid-rst] +n
 stop h10

@@ -38,6 +38,7 @@ else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; do
   SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
 PROBE_MS=$(( 1000 * SLOW10 / 10 ))
 READY_MS=$(( 5000 * SLOW10 / 10 ))
+TRACER_START_MS=$(( 30000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -158,7 +159,7 @@ tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
 END { clear(@netns); }' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # drop reasons in host (skb:kfree_skb)
-ready h4 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+READY_MS=$TRACER_START_MS ready h4 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: n packet(s)
 ip netns exec $L-host iptables-nft-save -c -t mangle

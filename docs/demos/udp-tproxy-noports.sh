@@ -41,6 +41,7 @@ else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; do
   SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
 PROBE_MS=$(( 1000 * SLOW10 / 10 ))
 READY_MS=$(( 5000 * SLOW10 / 10 ))
+TRACER_START_MS=$(( 30000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -301,7 +302,7 @@ tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
 END { clear(@netns); }' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # drop reasons in host (skb:kfree_skb)
-ready h7 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+READY_MS=$TRACER_START_MS ready h7 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 # each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: tcp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token1-$$ from 203.0.113.10"; tcp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token2-$$ from 203.0.113.11"; tcp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token3-$$ from 203.0.113.12"
 ip netns exec $L-host iptables-nft-save -c
 # nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each): n packet(s)
