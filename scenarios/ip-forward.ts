@@ -79,7 +79,7 @@ export default defineScenario({
     // the kernel's own word for it: ip_error() frees the SYN with the reason it counts it under
     await claimDrops(drops, check, {
       match: (d) => d.reason === 'IP_INADDRERRORS' && d.device === 'docker0',
-      claim: "the kernel frees the container's SYN in ip_error with drop reason IP_INADDRERRORS, as it enters docker0",
+      claim: "the kernel frees the container's SYN with drop reason IP_INADDRERRORS, as it enters docker0",
     });
     const [uplink, veth] = await Promise.all([onUplink.stop(), onVeth.stop()]);
     // the counter counts any packet the host could not route: no more of them than the container's SYNs
