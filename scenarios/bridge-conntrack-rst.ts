@@ -318,9 +318,15 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         title: `Docker's isolation drops traffic from the network on ${LAN_BR} into ${APP_BR}`,
 
         async evidence(ctx, check) {
-          const onApp = await capture(ctx.app, 'eth0', 'tcp port 5000');
+          const [onApp, drops] = await Promise.all([capture(ctx.app, 'eth0', 'tcp port 5000'), dropReasons(ctx.host)]);
           const { counted } = await connect(ctx, { until: ISOLATION_DROP });
           const reached = await onApp.stop();
+          // the kernel's own word for it: a netfilter verdict, Docker's DROP rule
+          await claimDrops(drops, check, {
+            match: (d) => d.reason === 'NETFILTER_DROP',
+            claim: 'the kernel frees the SYN with drop reason NETFILTER_DROP: a rule dropped it',
+            control: SYN_REACHES_APP,
+          });
           const seen = counted.show(SYN_TO_APP, ISOLATION_FROM_LAN, ISOLATION_DROP);
           check.that(
             counted(ISOLATION_FROM_LAN) > 0,

@@ -18,6 +18,12 @@
  * reply never passes a nat hook, so the breakage is the same; but the pods' own TCP reaches mihomo
  * under both fixes, and what exclude-interface costs is their UDP only.
  *
+ * The write-up's own curl (port 31115, curl 8.7.1 on the client) says `Connected` and `Request
+ * completely sent off`, then hangs. With the SYN-ACK swallowed, a client whose SYN reaches the host
+ * directly cannot complete a handshake: here it stays in SYN-SENT, and that is what is asserted. The
+ * completed handshake most likely came from something on the author's client side (a proxy or tun of
+ * its own answering the SYN); the write-up does not show it, so it is not reproduced.
+ *
  * rp_filter is 2 on the host, as Ubuntu ships it (a fresh namespace copies the machine's
  * values). With strict rp_filter (1) the client's SYN is already dropped on eno2, because the
  * reverse route to 1.1.1.1 also points into Meta: a different failure.
