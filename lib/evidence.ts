@@ -444,12 +444,13 @@ export function parseDropLine(line: string, names: Map<number, string>): Drop | 
 /**
  * The drops of IPv4 packets whose device is in the tracer's own network namespace (entered with
  * nsenter), read from the tracer itself at BEGIN: concurrent labs never see each other's drops. Frees
- * the kernel gives no reason for (NOT_SPECIFIED, its number on this kernel) are no evidence, and left out.
+ * without a reason (NOT_SPECIFIED, its number on this kernel) only when asked for: older kernels free
+ * some drops so (bridge netfilter's routing in 6.1), most such frees are no evidence of anything.
  */
-const dropProgram = (notSpecified: number) =>
+const dropProgram = (notSpecified: number, unnamed: boolean) =>
   [
     'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\\n"); }',
-    `tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != ${notSpecified}/ {`,
+    `tracepoint:skb:kfree_skb /args->protocol == 0x0800${unnamed ? '' : ` && args->reason != ${notSpecified}`}/ {`,
     '  $skb = (struct sk_buff *)args->skbaddr;',
     '  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {',
     '    printf("drop reason=%d location=%s dev=%s\\n", args->reason, ksym(args->location), $skb->dev->name); } }',
@@ -500,13 +501,13 @@ export class DropWatch {
  * or says why it cannot here: bpftrace missing, no BTF, or a kernel whose tracepoint has no reason
  * (before 5.17). A claim on drop reasons is then left out, with that reason, never assumed.
  */
-export async function dropReasons(host: Host): Promise<DropWatch | Unavailable> {
+export async function dropReasons(host: Host, opts: { unnamed?: boolean } = {}): Promise<DropWatch | Unavailable> {
   const tracing = dropTracing();
   if (typeof tracing === 'string') return { host, unavailable: tracing };
   // nsenter, not `ip netns exec`: that remounts /sys for the namespace, and tracefs with it
   const proc = host.lab.spawn(
     undefined,
-    ['nsenter', `--net=/run/netns/${host.ns}`, 'bpftrace', '-q', '-e', dropProgram(tracing.notSpecified)],
+    ['nsenter', `--net=/run/netns/${host.ns}`, 'bpftrace', '-q', '-e', dropProgram(tracing.notSpecified, opts.unnamed === true)],
     {
       note: `drop reasons in ${host.name} (skb:kfree_skb)`,
       kind: 'event stream',

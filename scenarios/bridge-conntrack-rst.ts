@@ -281,13 +281,15 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const [onApp, earlier, drops] = await Promise.all([
             capture(ctx.app, 'eth0', 'tcp port 5000'),
             martians(ctx),
-            dropReasons(ctx.host),
+            dropReasons(ctx.host, { unnamed: true }),
           ]);
           const { counted } = await connect(ctx, { until: DNAT });
           // the kernel's own word for it: the reverse-path check in the routing of the DNATed SYN
           await claimDrops(drops, check, {
-            match: (d) => d.reason === 'IP_RPFILTER' && d.device === LAN_BR,
-            claim: `the kernel frees the SYN with drop reason IP_RPFILTER, as it comes in from ${LAN_BR}`,
+            // 6.1's bridge netfilter frees it without a reason; later kernels name it. Not NETFILTER_DROP: that is
+            // Docker's isolation, where the SYN ends with rp_filter off
+            match: (d) => (d.reason === 'IP_RPFILTER' || d.reason === 'NOT_SPECIFIED') && d.device === LAN_BR,
+            claim: `the kernel frees the SYN as it comes in from ${LAN_BR}, before any rule: drop reason IP_RPFILTER (NOT_SPECIFIED where the kernel gives none there)`,
             control: REACHES_FORWARD,
           });
           const [reached, logged] = await Promise.all([onApp.stop(), martians(ctx)]);
@@ -318,13 +320,13 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         title: `Docker's isolation drops traffic from the network on ${LAN_BR} into ${APP_BR}`,
 
         async evidence(ctx, check) {
-          const [onApp, drops] = await Promise.all([capture(ctx.app, 'eth0', 'tcp port 5000'), dropReasons(ctx.host)]);
+          const [onApp, drops] = await Promise.all([capture(ctx.app, 'eth0', 'tcp port 5000'), dropReasons(ctx.host, { unnamed: true })]);
           const { counted } = await connect(ctx, { until: ISOLATION_DROP });
           const reached = await onApp.stop();
           // the kernel's own word for it: a netfilter verdict, Docker's DROP rule
           await claimDrops(drops, check, {
-            match: (d) => d.reason === 'NETFILTER_DROP',
-            claim: 'the kernel frees the SYN with drop reason NETFILTER_DROP: a rule dropped it',
+            match: (d) => (d.reason === 'NETFILTER_DROP' || d.reason === 'NOT_SPECIFIED') && d.device === LAN_BR,
+            claim: `the kernel frees the SYN from ${LAN_BR} in a netfilter hook: drop reason NETFILTER_DROP (NOT_SPECIFIED where the kernel gives none there)`,
             control: SYN_REACHES_APP,
           });
           const seen = counted.show(SYN_TO_APP, ISOLATION_FROM_LAN, ISOLATION_DROP);

@@ -233,9 +233,9 @@ expect answered "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.10:7" 
 ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha reaches a device on the LAN: tcp ha -> 192.168.137.10:7: connected (token echoed) answer "netns-lab-token1-$$"
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
-ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 7e:fb:5d:9b:3e:3b; br-mellanox: 7e:fb:5d:9b:3e:3b
+ip -n $L-ha neigh show 192.168.137.250
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 32:60:b0:b8:d6:7d; br-mellanox: 32:60:b0:b8:d6:7d
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
@@ -246,7 +246,7 @@ phase "rp-filter: evidence"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-1.pcap --print -i eth0 'tcp port 5000' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # capture on eth0
 ready h4 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
-tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
+tracepoint:skb:kfree_skb /args->protocol == 0x0800/ {
   $skb = (struct sk_buff *)args->skbaddr;
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
@@ -254,7 +254,7 @@ END { clear(@netns); }' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # dro
 READY_MS=$TRACER_START_MS ready h5 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
-# the kernel frees the SYN with drop reason IP_RPFILTER, as it comes in from br-lan137: IP_RPFILTER in br_nf_pre_routing_finish on br-lan137
+# the kernel frees the SYN as it comes in from br-lan137, before any rule: drop reason IP_RPFILTER (NOT_SPECIFIED where the kernel gives none there): IP_RPFILTER in br_nf_pre_routing_finish on br-lan137
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
 # ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
@@ -273,7 +273,7 @@ phase "docker-isolation: evidence"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-2.pcap --print -i eth0 'tcp port 5000' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eth0
 ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
-tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
+tracepoint:skb:kfree_skb /args->protocol == 0x0800/ {
   $skb = (struct sk_buff *)args->skbaddr;
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
@@ -281,7 +281,7 @@ END { clear(@netns); }' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # dro
 READY_MS=$TRACER_START_MS ready h8 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
-# the kernel frees the SYN with drop reason NETFILTER_DROP: a rule dropped it: NETFILTER_DROP in nf_hook_slow on br-lan137
+# the kernel frees the SYN from br-lan137 in a netfilter hook: drop reason NETFILTER_DROP (NOT_SPECIFIED where the kernel gives none there): NETFILTER_DROP in nf_hook_slow on br-lan137
 # the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on br-lan137: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # ... which drops it on its way into br-da66fb6805df: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
@@ -312,11 +312,11 @@ expect silent "netns-lab-token4-$$" "evidence: tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.8059 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=8059 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.8059: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
-# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=8059 id=N
+# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 # that RST from 192.168.137.250:5000 is INVALID to conntrack too: FORWARD [invalid-rst] +n
 stop h11
