@@ -3,8 +3,9 @@ import { deadline } from './lib/time.ts';
 
 export default defineConfig({
   test: {
+    // JUnit always: runners that only keep the tail of a long log (test:container) name the failed tests from it;
     // on GitHub the github-actions reporter stays on (naming reporters replaces vitest's default list)
-    reporters: process.env.CI ? ['default', 'junit', ...(process.env.GITHUB_ACTIONS ? ['github-actions'] : [])] : ['default'],
+    reporters: ['default', 'junit', ...(process.env.GITHUB_ACTIONS ? ['github-actions'] : [])],
     outputFile: { junit: 'reports/junit.xml' },
     projects: [
       {

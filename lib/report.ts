@@ -153,6 +153,24 @@ export function compareReports(a: Report, b: Report): { environment: string[]; v
   return { environment, verdicts, coverage };
 }
 
+const unxml = (text: string) =>
+  text.replaceAll('&lt;', '<').replaceAll('&gt;', '>').replaceAll('&quot;', '"').replaceAll('&apos;', "'").replaceAll('&amp;', '&');
+
+/**
+ * The failed test cases of a JUnit report (vitest's or ours), one line each: `file > test: message`.
+ * For runners whose log keeps only its tail, where the test runner's own summary has scrolled away.
+ */
+export function junitFailures(text: string): string[] {
+  const failures: string[] = [];
+  for (const [, attrs, body] of text.matchAll(/<testcase\b([^>]*?)(?:\/>|>([\s\S]*?)<\/testcase>)/g)) {
+    const failure = body?.match(/<(?:failure|error)\b[^>]*?\bmessage="([^"]*)"/);
+    if (!failure) continue;
+    const attr = (name: string) => unxml(attrs!.match(new RegExp(`\\b${name}="([^"]*)"`))?.[1] ?? '');
+    failures.push(`${attr('classname')} > ${attr('name')}: ${unxml(failure[1]!).split('\n')[0]}`);
+  }
+  return failures;
+}
+
 const xml = (text: string) =>
   text
     .replaceAll('&', '&amp;')

@@ -17,12 +17,13 @@
 // refused by the default profiles). The container has its own, empty network namespace: the lab's
 // namespaces hang below it, and /proc/sys/net (read-only in a container) is made writable there
 // only. When the container goes, every namespace the suite made goes with it.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { shellLine, shellQuote } from '../lib/exec.ts';
 import { PROJECT_ROOT } from '../lib/paths.ts';
+import { junitFailures } from '../lib/report.ts';
 import { deadline } from '../lib/time.ts';
 
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
@@ -84,12 +85,15 @@ const steps = positionals.length
   : [['pnpm', 'test:scenarios'], ...(opts['scenarios-only'] ? [] : [['pnpm', 'netns-lab', 'verify', '--all']])];
 const script = `
 trap 'stopping=1' TERM INT
+summary=
 step() {
-  echo "test:container: \\$ $1" >&2
+  label=$1
+  echo "test:container: \\$ $label" >&2
   shift
   "$@" & child=$!
   wait $child; st=$?
   while kill -0 $child 2>/dev/null; do wait $child; st=$?; done
+  summary="$summary\ntest:container: $label: exit $st"
   return $st
 }
 if [ ! -w /proc/sys/net/ipv4/ip_forward ]; then
@@ -101,6 +105,7 @@ echo "test:container: inside: kernel $(uname -r), node $(node --version), pnpm $
 status=0
 ${steps.map((argv) => `[ -z "\${stopping:-}" ] && { step ${shellQuote(shellLine(argv))} ${shellLine(argv)} || { st=$?; [ $status -eq 0 ] && status=$st; }; }`).join('\n')}
 [ -n "\${stopping:-}" ] && [ $status -eq 0 ] && status=143
+printf '%s\n' "$summary" >&2
 exit $status
 `;
 
@@ -212,6 +217,13 @@ say(
 );
 say(`container: ${mode}; network ${opts.network}; ${root} bind-mounted`);
 
+/** The tests vitest reported failed in this run (reports/junit.xml, through the bind mount), named again after the long verify output. */
+function failedTests(since: number): string[] {
+  const file = join(root, 'reports', 'junit.xml');
+  if (!existsSync(file) || statSync(file).mtimeMs < since) return [];
+  return junitFailures(readFileSync(file, 'utf8'));
+}
+
 const t0 = Date.now();
 let status = 1;
 try {
@@ -231,6 +243,7 @@ try {
     }
   }
   await Promise.race([logsEnded, new Promise((resolve) => setTimeout(resolve, deadline('stopGrace')))]);
+  if (status !== 0) for (const failed of failedTests(t0)) say(`failed: ${failed}`);
   say(`suite ${status === 0 ? 'passed' : 'failed (exited non-zero)'} after ${secs(t0)}`);
 } catch (err) {
   if (!stopping && !(err as { reported?: boolean }).reported) say(`error: ${(err as Error).message}`);

@@ -1,6 +1,6 @@
 // compare: what changed between two reports, before and after an upgrade.
 import { expect, test } from 'vitest';
-import { compareReports, junitXml, type Report, type ResultData } from '../../lib/report.ts';
+import { compareReports, junitFailures, junitXml, type Report, type ResultData } from '../../lib/report.ts';
 
 const env = (kernel: string, nft: string) => ({ netnsLab: '0.1.0', kernel, node: 'v20.20.2', tools: { nft }, timeBase: '' });
 const result = (scenario: string, verdict: string, stageOutcome = verdict, failed?: string): ResultData => ({
@@ -62,4 +62,35 @@ test('JUnit: a testcase per run with its claims and the versions, a failure wher
   expect(out).toContain('<testcase classname="netns-lab verify" name="b without-fix b"');
   expect(out).toContain('<failure message="proof should fail without the fix &lt;of b&gt;">');
   expect(out.match(/<failure/g)?.length).toBe(1);
+});
+
+// vitest 4's junit reporter, recorded: one failed and one passed test
+const VITEST_JUNIT = `<?xml version="1.0" encoding="UTF-8" ?>
+<testsuites name="vitest tests" tests="2" failures="1" errors="0" time="0.008560345">
+    <testsuite name="test/x.test.ts" timestamp="2026-12-02T07:15:25.717Z" hostname="vm" tests="2" failures="1" errors="0" skipped="0" time="0.008560345">
+        <testcase classname="test/x.test.ts" name="tun-synack &gt; replays &lt;on&gt; its own" time="0.006911663">
+            <failure message="expected &apos;a\\nb&apos; to be &apos;c&apos; // Object.is equality" type="AssertionError">
+AssertionError: expected &apos;a\\nb&apos; to be &apos;c&apos; // Object.is equality
+ ❯ test/x.test.ts:2:82
+            </failure>
+        </testcase>
+        <testcase classname="test/x.test.ts" name="tun-synack &gt; ok" time="0.00022915">
+        </testcase>
+    </testsuite>
+</testsuites>`;
+
+test('junitFailures names the failed tests of a vitest report, one line each', () => {
+  expect(junitFailures(VITEST_JUNIT)).toEqual([
+    "test/x.test.ts > tun-synack > replays <on> its own: expected 'a\\nb' to be 'c' // Object.is equality",
+  ]);
+  expect(junitFailures(VITEST_JUNIT.replace(/<failure[\s\S]*?<\/failure>/, ''))).toEqual([]);
+});
+
+test('junitFailures reads the reports junitXml writes', () => {
+  const report = {
+    command: 'run',
+    environment: env('6.1.0', '1.0.6'),
+    results: [result('ip-forward', 'not reproduced', 'not reproduced', 'nothing on the uplink')],
+  } as unknown as Report;
+  expect(junitFailures(junitXml(report))).toHaveLength(1);
 });
