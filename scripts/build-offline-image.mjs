@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { exitUnlessRoot } from './as-root.mjs';
 
 $.verbose = false;
 $.quiet = true;
@@ -28,10 +29,7 @@ const started = Date.now();
 const say = (msg) => echo(`image:offline: ${msg}`);
 const secs = (t0) => `${((Date.now() - t0) / 1000).toFixed(1)} s`;
 
-if (process.getuid() !== 0) {
-  say(chalk.red('run as root (debootstrap needs it)'));
-  process.exit(1);
-}
+exitUnlessRoot((msg) => say(chalk.red(msg)), 'debootstrap needs it');
 for (const tool of ['debootstrap', 'docker', 'tar']) {
   if (!(await which(tool, { nothrow: true }))) {
     say(chalk.red(`${tool} not found: apt-get install debootstrap docker.io`));

@@ -33,6 +33,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { exitUnlessRoot } from './as-root.mjs';
 
 $.verbose = false;
 $.quiet = true;
@@ -50,10 +51,7 @@ async function phase(name, fn) {
   }
 }
 
-if (process.getuid() !== 0) {
-  say(chalk.red('run as root: it installs packages and starts a Docker engine'));
-  process.exit(1);
-}
+exitUnlessRoot((msg) => say(chalk.red(msg)), 'it installs packages and starts a Docker engine');
 
 // ---- 1. packages -------------------------------------------------------------------------------
 await phase('install', async () => {

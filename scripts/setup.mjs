@@ -3,6 +3,7 @@
 //   npx --yes zx@8.8.5 scripts/setup.mjs              install what is missing, run the scenarios
 //   npx --yes zx@8.8.5 scripts/setup.mjs --install-only
 import { existsSync, readFileSync } from 'node:fs';
+import { exitUnlessRoot } from './as-root.mjs';
 
 // zx globals: $, argv, cd, chalk, echo, which (no import: this runs before node_modules exists)
 
@@ -18,10 +19,11 @@ if (nodeMajor < 20) {
   process.exit(1);
 }
 
-if (process.getuid() !== 0) {
-  echo(chalk.red('setup: run as root (apt-get, and the scenarios need CAP_NET_ADMIN): sudo npx --yes zx@8.8.5 scripts/setup.mjs'));
-  process.exit(1);
-}
+exitUnlessRoot(
+  (msg) => echo(chalk.red(`setup: ${msg}`)),
+  'apt-get, and the scenarios need CAP_NET_ADMIN',
+  'sudo npx --yes zx@8.8.5 scripts/setup.mjs',
+);
 
 const missing = [];
 for (const [tool, pkg] of Object.entries(PACKAGES)) if (!(await which(tool, { nothrow: true }))) missing.push(pkg);
