@@ -11,7 +11,7 @@ import {
   topologyMermaid,
   watched,
 } from './diagram.ts';
-import { CANARY_ADDRESS, type Packet, parseTcpdumpLine } from './evidence.ts';
+import { CANARY_ADDRESS, isTeardownEvent, type Packet, parseTcpdumpLine } from './evidence.ts';
 import { type Phase, type Step, shellQuote } from './exec.ts';
 import { DEFAULT_STATE_DIR, NS_PREFIX, runDir } from './registry.ts';
 import { TOOLS, type Tool, toolVersion } from './requirements.ts';
@@ -223,8 +223,7 @@ function helperOutput(step: Step, watching: Set<string>, all: Step[]): string[] 
       watching,
       connectionsBefore(all, step),
     ).map((p) => p.raw);
-  // the events up to the established connection: its teardown depends on when the probe was stopped
-  return lines.filter((l) => !/\[DESTROY\]|\b(FIN_WAIT|CLOSE_WAIT|LAST_ACK|TIME_WAIT|CLOSE)\b/.test(l));
+  return lines.filter((l) => !isTeardownEvent(l));
 }
 
 /** Commands as a reader types them: an `ip -batch` becomes one `ip` line per command. */

@@ -236,6 +236,12 @@ export function parseConntrackEvent(line: string): ConntrackEvent | undefined {
   };
 }
 
+/** A conntrack event of a connection's teardown: when it shows depends on when its probe was stopped, so demos leave it out. */
+export function isTeardownEvent(line: string): boolean {
+  const event = parseConntrackEvent(line);
+  return event !== undefined && (event.type === 'DESTROY' || /^(FIN_WAIT|CLOSE_WAIT|LAST_ACK|TIME_WAIT|CLOSE)$/.test(event.state ?? ''));
+}
+
 /** The address of the canary entries that tell when an event stream has caught up: shown to no reader. */
 export const CANARY_ADDRESS = '127.0.0.254';
 

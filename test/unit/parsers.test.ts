@@ -5,6 +5,7 @@ import {
   isReset,
   isSyn,
   isSynAck,
+  isTeardownEvent,
   parseConntrackEvent,
   parseDropLine,
   parseDropReasons,
@@ -79,6 +80,12 @@ describe('conntrack events', () => {
     expect(events[2]).toMatchObject({ type: 'UPDATE', state: 'ESTABLISHED', flags: ['ASSURED'] });
     expect(events[8]).toMatchObject({ type: 'DESTROY', state: 'CLOSE' });
     expect(events[9]).toMatchObject({ proto: 'udp', state: undefined, original: { dport: 53 } });
+  });
+
+  test('teardown events: DESTROY and the closing states, nothing before ESTABLISHED, no other stream', () => {
+    const lines = fixture('conntrack-events.txt').split('\n').filter(Boolean);
+    expect(lines.map(isTeardownEvent)).toEqual([false, false, false, true, true, true, true, false, true, false]);
+    expect(isTeardownEvent('drop IP_INADDRERRORS dev docker0 CLOSE')).toBe(false);
   });
 
   test("the write-up's reverse-direction entry with the rewritten port", () => {
