@@ -42,7 +42,7 @@ import { describeTimeBase } from '../lib/time.ts';
 import { parseUserland, type Release, rootfs, USERLANDS, type Userland } from '../lib/userlands.ts';
 import { counts, explainResult, outcomeLabel, RERUN_POLICY, runConfirmed, verdict } from '../lib/verdict.ts';
 import { type ClaimRow, claimGrid, gridSummary } from '../lib/verify.ts';
-import { type EnvironmentSpec, environmentName, PROFILES, type Profile, runEnvironment } from '../lib/vm.ts';
+import { type EnvironmentSpec, environmentName, hiddenInGuest, PROFILES, type Profile, runEnvironment } from '../lib/vm.ts';
 import { findScenario, scenarios } from '../scenarios/index.ts';
 import { skeleton } from './new.ts';
 
@@ -564,6 +564,11 @@ async function cmdKernels(o: KernelsOptions): Promise<number> {
     throw new UsageError(`kernels: the host kernel runs on this machine as it is: userland ${hostUserland.userland} needs a VM`);
   const baseline = o.baseline === undefined ? undefined : readJson(o.baseline, '`kernels --json`, `run --json` or `verify --json`');
   const guests = asked.filter((e) => e.kernel !== 'host');
+  const hidden = hiddenInGuest(KERNELS_CACHE);
+  if (hidden && guests.some((e) => e.userland === 'host'))
+    fail(
+      `the kernels' cache ${KERNELS_CACHE} is under ${hidden}, which virtme-ng covers with a tmpfs in a guest on this machine's root, where the kernel's modules must be seen: set NETNS_LAB_KERNELS_CACHE outside it`,
+    );
   if (o.setup) installVirtmeNg(log);
   else if (guests.length && !hasTool('vng')) fail('virtme-ng (vng) is missing: `netns-lab kernels --setup` installs it (and qemu)');
   const kernels = new Map(guests.map((e) => [e.kernel, resolveKernel(e.kernel, log)]));

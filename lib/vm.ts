@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Kernel } from './kernels.ts';
 import { KERNELS_CACHE, modulesDir } from './kernels.ts';
 import { PROJECT_ROOT } from './paths.ts';
@@ -14,6 +14,28 @@ import { livingProcesses, procStat, waitSync } from './procs.ts';
 import type { Report } from './report.ts';
 import { deadline } from './time.ts';
 import type { Release } from './userlands.ts';
+
+/** Where virtme-ng's guest init mounts a tmpfs over the host's root: whatever the host keeps there, the guest does not see. */
+const GUEST_TMPFS = [
+  '/run',
+  '/dev',
+  '/lib/modules',
+  '/var/log',
+  '/var/tmp',
+  '/var/cache',
+  '/var/spool/rsyslog',
+  '/var/lib/apt',
+  '/var/lib/private',
+  '/var/lib/machines',
+  '/var/lib/portables',
+  '/var/lib/sudo',
+];
+
+/** The tmpfs that hides `path` inside a guest booted on the host's root, or undefined. */
+export function hiddenInGuest(path: string): string | undefined {
+  const real = resolve(path);
+  return GUEST_TMPFS.find((dir) => real === dir || real.startsWith(`${dir}/`));
+}
 
 /** What runs the guest: hardware virtualisation, emulation, or no VM at all (this machine's own kernel). */
 export type Accelerator = 'kvm' | 'tcg' | 'none (this machine)';

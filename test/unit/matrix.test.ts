@@ -3,6 +3,7 @@ import { expect, test } from 'vitest';
 import { type EnvironmentResult, markBaseline, matrixMarkdown, matrixNotes, matrixRows, missingVerdicts } from '../../lib/matrix.ts';
 import type { ResultData } from '../../lib/report.ts';
 import type { Scenario } from '../../lib/scenario.ts';
+import { hiddenInGuest } from '../../lib/vm.ts';
 
 const noop = async () => {};
 const scenario = (name: string, stages: { name: string; fix: boolean }[]) =>
@@ -115,4 +116,11 @@ test('--baseline: the cells that differ are marked, versions and verdicts listed
   expect(md).toContain('`netns-lab kernels --kernel 6.1`');
   expect(md).toContain('| two | fixed | yes / NO ≠ |');
   expect(md).toContain('| nft | nftables v1.1.3 |');
+});
+
+test("a kernels' cache virtme-ng would hide from a guest on this machine's root is told apart", () => {
+  expect(hiddenInGuest('/var/tmp/kernels')).toBe('/var/tmp');
+  expect(hiddenInGuest('/var/cache/netns-lab/../x')).toBe('/var/cache');
+  expect(hiddenInGuest('/var/lib/netns-lab/kernels')).toBeUndefined();
+  expect(hiddenInGuest('/var/tmpfoo')).toBeUndefined();
 });
