@@ -86,14 +86,20 @@ const steps = positionals.length
 const script = `
 trap 'stopping=1' TERM INT
 summary=
+n=0
 step() {
-  label=$1
+  label=$1 n=$((n + 1))
   echo "test:container: \\$ $label" >&2
   shift
-  "$@" & child=$!
+  # a copy of the step's output for the summary; the copier ignores the signals meant for the suite
+  exec 3> >(sh -c 'trap "" INT TERM HUP; exec tee "$0"' /tmp/step-$n.log); copier=$!
+  "$@" >&3 2>&1 3>&- & child=$!
+  exec 3>&-
   wait $child; st=$?
   while kill -0 $child 2>/dev/null; do wait $child; st=$?; done
+  wait $copier
   summary="$summary\ntest:container: $label: exit $st"
+  [ $st -eq 0 ] || summary="$summary\n$(tail -n 8 /tmp/step-$n.log | sed 's/^/  | /')"
   return $st
 }
 if [ ! -w /proc/sys/net/ipv4/ip_forward ]; then
