@@ -1,4 +1,4 @@
-// pnpm test:slow [-n rounds] [--quota PERCENT]: the strict suite and `verify --all` on a slow machine.
+// pnpm test:slow [-n rounds] [--quota PERCENT] [TEST_FILE...]: the strict suite and `verify --all` on a slow machine.
 // Both commands run in a cgroup of their own whose CPU quota is 10% of one core (cgroup v2 cpu.max,
 // or v1 cpu.cfs_quota_us, whichever the machine has): the harness and its helpers slow down ten
 // times, the kernel's packet path does not. Every verdict must be the same as on a fast machine;
@@ -11,16 +11,12 @@ import { parseArgs } from 'node:util';
 import { leftovers } from '../lib/registry.ts';
 import { notRoot } from '../lib/requirements.ts';
 
-const USAGE = `usage: pnpm test:slow [-n ROUNDS] [--quota PERCENT]
+const USAGE = `usage: pnpm test:slow [-n ROUNDS] [--quota PERCENT] [TEST_FILE...]
 
   -n ROUNDS         run both commands this many times in a row (default 1)
-  --quota PERCENT   CPU quota in percent of one core (default 10)`;
+  --quota PERCENT   CPU quota in percent of one core (default 10)
+  TEST_FILE...      only these files of the suite (vitest's filters), e.g. test/scenarios/scenarios.test.ts`;
 
-/** What runs under the quota, as a user types it. */
-const COMMANDS: string[][] = [
-  ['pnpm', 'test:scenarios'],
-  ['pnpm', 'netns-lab', 'verify', '--all'],
-];
 const PERIOD_US = 100_000;
 
 function fail(message: string, code = 1): never {
@@ -29,14 +25,16 @@ function fail(message: string, code = 1): never {
 }
 
 let values: { n: string; quota: string; help: boolean };
+let files: string[];
 try {
-  ({ values } = parseArgs({
+  ({ values, positionals: files } = parseArgs({
+    allowPositionals: true,
     options: {
       n: { type: 'string', short: 'n', default: '1' },
       quota: { type: 'string', default: '10' },
       help: { type: 'boolean', short: 'h', default: false },
     },
-  }) as { values: typeof values });
+  }) as { values: typeof values; positionals: string[] });
 } catch (err) {
   fail(`${(err as Error).message}\n${USAGE}`, 2);
 }
@@ -48,6 +46,11 @@ const rounds = Number(values.n);
 const percent = Number(values.quota);
 if (!Number.isInteger(rounds) || rounds < 1) fail(`-n must be a positive integer, not '${values.n}'`, 2);
 if (!(percent > 0 && percent <= 100)) fail(`--quota must be a percentage in (0, 100], not '${values.quota}'`, 2);
+/** What runs under the quota, as a user types it. */
+const COMMANDS: string[][] = [
+  ['pnpm', 'test:scenarios', ...files],
+  ['pnpm', 'netns-lab', 'verify', '--all'],
+];
 const root = notRoot('network namespaces need CAP_NET_ADMIN, the CPU-quota cgroup needs root too');
 if (root) fail(root);
 
