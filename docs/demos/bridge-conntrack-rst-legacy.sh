@@ -25,14 +25,16 @@ printf '{"id":"sh%s","scenario":"bridge-conntrack-rst-legacy","owner":{"pid":%s,
 mv "$S/.sh$$.tmp" "$S/sh$$.json"
 PIDS=()
 cleanup() {
-  local pid ns
+  trap '' INT TERM   # a second Ctrl-C would cut the teardown short and leave namespaces
+  local pid ns left=""
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for ns in $(ip netns list | awk '{print $1}' | grep "^$L-" || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    ip netns del "$ns"
+    ip netns del "$ns" || left=1
   done
-  rm -rf "$W" "$S/sh$$.json"
+  rm -rf "$W"
+  [ -n "$left" ] || rm -f "$S/sh$$.json"   # a namespace that would not go keeps the record, for `netns-lab clean`
 }
 trap cleanup EXIT
 trap 'exit 130' INT
