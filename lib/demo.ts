@@ -440,8 +440,7 @@ PIDS=()
 cleanup() {
   trap '' INT TERM   # a second Ctrl-C would cut the teardown short and leave namespaces
   local pid ns left=""
-  for pid in "\${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  [ \${#PIDS[@]} -eq 0 ] || ends "\${PIDS[@]}"
   for ns in $(ip netns list | awk '{print $1}' | grep "^$L-" || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" || left=1
@@ -473,9 +472,21 @@ probe() {
   kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   cat "$out"
 }
-# stop <log>: stops a capture or event stream and shows what it saw; TERM, not INT: a script's background
-# job starts with SIGINT ignored, and nft monitor never undoes that
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v ${CANARY_ADDRESS} "$W/$1" || true; }
+# ends <pid...>: TERM, then KILL what has not gone within STOP_GRACE_MS, as netns-lab does (bpftrace can
+# miss a TERM); TERM, not INT: a script's background job starts with SIGINT ignored, and nft monitor never undoes that
+ends() {
+  local pid left end=$(( $(now_ms) + STOP_GRACE_MS ))
+  kill -TERM "$@" 2>/dev/null || true
+  while :; do
+    left=""; for pid; do kill -0 "$pid" 2>/dev/null && left=1; done
+    { [ -z "$left" ] || (( $(now_ms) >= end )); } && break
+    sleep 0.01
+  done
+  kill -KILL "$@" 2>/dev/null || true
+  wait "$@" 2>/dev/null || true
+}
+# stop <log>: stops a capture or event stream and shows what it saw
+stop() { ends "$(cat "$W/$1.pid")"; echo "--- $1:"; grep -v ${CANARY_ADDRESS} "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in
@@ -498,7 +509,7 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
       .split('\n')
       .map((l) => `#${l}`),
     prelude(scenario.name, hosts),
-    shellTimeBase(['probe', 'ready', ...new Set(result.steps.flatMap((st) => (st.shell?.within ? [st.shell.within] : [])))]),
+    shellTimeBase(['probe', 'ready', 'stopGrace', ...new Set(result.steps.flatMap((st) => (st.shell?.within ? [st.shell.within] : [])))]),
     HELPERS,
   ];
   let helper = 0;

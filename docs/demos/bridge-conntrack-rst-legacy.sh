@@ -27,8 +27,7 @@ PIDS=()
 cleanup() {
   trap '' INT TERM   # a second Ctrl-C would cut the teardown short and leave namespaces
   local pid ns left=""
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  [ ${#PIDS[@]} -eq 0 ] || ends "${PIDS[@]}"
   for ns in $(ip netns list | awk '{print $1}' | grep "^$L-" || true); do
     for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns del "$ns" || left=1
@@ -45,6 +44,7 @@ else T0=$(date +%s%N); for _ in $(seq 8); do unshare --net ip link set lo up; do
   SLOW10=$(( ($(date +%s%N) - T0) / 100000 / 24 )); (( SLOW10 >= 10 )) || SLOW10=10; fi
 PROBE_MS=$(( 1000 * SLOW10 / 10 ))
 READY_MS=$(( 5000 * SLOW10 / 10 ))
+STOP_GRACE_MS=$(( 1000 * SLOW10 / 10 ))
 TRACER_START_MS=$(( 30000 * SLOW10 / 10 ))
 fail() { echo "FAIL: $*" >&2; exit 1; }
 phase() { echo; echo "== $*"; }
@@ -66,9 +66,21 @@ probe() {
   kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
   cat "$out"
 }
-# stop <log>: stops a capture or event stream and shows what it saw; TERM, not INT: a script's background
-# job starts with SIGINT ignored, and nft monitor never undoes that
-stop() { local pid; pid=$(cat "$W/$1.pid"); kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
+# ends <pid...>: TERM, then KILL what has not gone within STOP_GRACE_MS, as netns-lab does (bpftrace can
+# miss a TERM); TERM, not INT: a script's background job starts with SIGINT ignored, and nft monitor never undoes that
+ends() {
+  local pid left end=$(( $(now_ms) + STOP_GRACE_MS ))
+  kill -TERM "$@" 2>/dev/null || true
+  while :; do
+    left=""; for pid; do kill -0 "$pid" 2>/dev/null && left=1; done
+    { [ -z "$left" ] || (( $(now_ms) >= end )); } && break
+    sleep 0.01
+  done
+  kill -KILL "$@" 2>/dev/null || true
+  wait "$@" 2>/dev/null || true
+}
+# stop <log>: stops a capture or event stream and shows what it saw
+stop() { ends "$(cat "$W/$1.pid")"; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
 # expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
 expect() {
   case "$1" in
