@@ -68,7 +68,7 @@ export class Normalizer {
         .replace(/(\d+\.\d+\.\d+\.\d+):(\d+)\b/g, (_, ip, p) => `${ip}:${this.port(p)}`)
         .replace(/\b([sd]port)=(\d+)/g, (_, k, p) => `${k}=${this.port(p)}`)
         // counts a retransmission changes: a claim needs one or more, never an exact number
-        .replace(/\b[1-9]\d* (packet|event|SYN)\(s\)/g, 'n $1(s)')
+        .replace(/\b[1-9]\d* (packet|event|SYN|drop)\(s\)/g, 'n $1(s)')
         .replace(/(\S) \+[1-9]\d*\b/g, '$1 +n')
         .replace(/\[(\d+):(\d+)\]/g, (c, p, b) => (p === '0' && b === '0' ? c : '[n:n]'))
         .replace(/\bpackets [1-9]\d* bytes \d+/g, 'packets n bytes n')
@@ -223,7 +223,8 @@ function helperOutput(step: Step, watching: Set<string>, all: Step[]): string[] 
       watching,
       connectionsBefore(all, step),
     ).map((p) => p.raw);
-  return lines.filter((l) => !isTeardownEvent(l));
+  // an event a retransmission repeats (the same drop again) is shown once, as captures show each packet once
+  return [...new Set(lines.filter((l) => !isTeardownEvent(l)))];
 }
 
 /** Commands as a reader types them: an `ip -batch` becomes one `ip` line per command. */
@@ -296,7 +297,7 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versi
     'What differs between runs is normalised, so two runs on one machine give the same file: run ids, tokens,',
     'timestamps, sequence numbers, ephemeral ports (`PORTn`), and counts that retransmissions change (`n` is one',
     'or more, what the claims require). Captures show each distinct packet once and each TCP connection up to its',
-    'first data; conntrack events up to the established connection.',
+    'first data; conntrack events up to the established connection; each distinct drop once.',
     `\`docs/demos/${scenario.name}.sh\` replays it without Node.`,
   );
   let stage: string | undefined;

@@ -498,8 +498,18 @@ export class DropWatch {
   }
 
   summary(drops = this.drops()): string {
-    return drops.length ? drops.map((d) => `${d.reason} in ${d.location} on ${d.device}`).join('; ') : 'no drop';
+    return summarizeDrops(drops);
   }
+}
+
+/** Each distinct drop once, with how often: a retransmission changes the count, not the drop. */
+export function summarizeDrops(drops: Drop[]): string {
+  const counts = new Map<string, number>();
+  for (const d of drops) {
+    const key = `${d.reason} in ${d.location} on ${d.device}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts.size ? [...counts].map(([key, n]) => `${key}: ${n} drop(s)`).join('; ') : 'no drop';
 }
 
 /**

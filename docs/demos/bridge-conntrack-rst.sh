@@ -268,7 +268,7 @@ END { clear(@netns); }' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # dro
 READY_MS=$TRACER_START_MS ready h5 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
-# the kernel frees the SYN as it comes in from br-lan137, before any rule: drop reason IP_RPFILTER (NOT_SPECIFIED where the kernel gives none there): IP_RPFILTER in br_nf_pre_routing_finish on br-lan137
+# the kernel frees the SYN as it comes in from br-lan137, before any rule: drop reason IP_RPFILTER (NOT_SPECIFIED where the kernel gives none there): IP_RPFILTER in br_nf_pre_routing_finish on br-lan137: n drop(s)
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
 # ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
@@ -295,7 +295,7 @@ END { clear(@netns); }' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # dro
 READY_MS=$TRACER_START_MS ready h8 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-nft-save -c
-# the kernel frees the SYN from br-lan137 in a netfilter hook: drop reason NETFILTER_DROP (NOT_SPECIFIED where the kernel gives none there): NETFILTER_DROP in nft_do_chain on br-lan137
+# the kernel frees the SYN from br-lan137 in a netfilter hook: drop reason NETFILTER_DROP (NOT_SPECIFIED where the kernel gives none there): NETFILTER_DROP in nft_do_chain on br-lan137: n drop(s)
 # the SYN goes to DOCKER-ISOLATION-STAGE-2 as traffic leaving the network on br-lan137: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # ... which drops it on its way into br-da66fb6805df: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # nothing reaches the app: capture on app/eth0: 0 packet(s)

@@ -177,7 +177,7 @@ READY_MS=$TRACER_START_MS ready h4 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: n packet(s)
 ip netns exec $L-host iptables-nft-save -c -t mangle
-# the kernel frees the container's SYN with drop reason IP_INADDRERRORS, as it enters docker0: IP_INADDRERRORS in ip_error on docker0
+# the kernel frees the container's SYN with drop reason IP_INADDRERRORS, as it enters docker0: IP_INADDRERRORS in ip_error on docker0: n drop(s)
 # the host counts the container's SYNs in Ip InAddrErrors: InAddrErrors +n for n SYN(s) on veth-c
 # the container's SYN never reaches POSTROUTING, where MASQUERADE would rewrite it: [0:0] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet
 # nothing on the uplink: 0 packet(s) on eth0: 

@@ -324,7 +324,7 @@ expect silent "netns-lab-token4-$$" "evidence: udp probe to 198.51.100.7:7" "$(p
 expect silent "netns-lab-token5-$$" "evidence: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 expect silent "netns-lab-token6-$$" "evidence: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
 # the host counts each container's datagram in Udp NoPorts: no socket for 198.51.100.7:7: Udp NoPorts +n for 3 datagrams; udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
-# the kernel frees each datagram with drop reason NO_SOCKET: NO_SOCKET in __udp4_lib_rcv on br0; NO_SOCKET in __udp4_lib_rcv on br0; NO_SOCKET in __udp4_lib_rcv on br0
+# the kernel frees each datagram with drop reason NO_SOCKET: NO_SOCKET in __udp4_lib_rcv on br0: n drop(s)
 ip netns exec $L-host iptables-nft-save -c
 # TPROXY took every datagram all the same: the rule matched each, and none went on past it: tproxy 3, udp-in-bridge-pass 3, udp-past-tproxy 0 packet(s) for 3 datagrams
 # ... in the bridge's own pass of PREROUTING, where the frame still has its bridge port: tproxy 3, udp-in-bridge-pass 3, udp-past-tproxy 0 packet(s) for 3 datagrams

@@ -13,6 +13,7 @@ import {
   parseRouteGet,
   parseSnmp,
   parseTcpdumpLine,
+  summarizeDrops,
   tracedField,
 } from '../../lib/evidence.ts';
 import { counterOf, iptablesWords, parseIptablesSave, parseNftCounters } from '../../lib/firewall.ts';
@@ -162,6 +163,16 @@ print fmt: "skbaddr=%p rx_sk=%p protocol=%u location=%pS reason: %s", REC->skbad
     });
     expect(parseDropLine('drop reason=99 location=x dev=eth0', names)?.reason).toBe('reason 99');
     expect(parseDropLine('tracing', names)).toBeUndefined();
+  });
+
+  test('a summary names each distinct drop once, with its count', () => {
+    const names = parseDropReasons(format);
+    const line = 'drop reason=87 location=ip_error dev=docker0';
+    const drops = [line, line, 'drop reason=2 location=tcp_v4_rcv dev=eth0', line].map((l) => parseDropLine(l, names)!);
+    expect(summarizeDrops(drops)).toBe(
+      `IP_INADDRERRORS in ip_error on docker0: 3 drop(s); ${drops[2]!.reason} in tcp_v4_rcv on eth0: 1 drop(s)`,
+    );
+    expect(summarizeDrops([])).toBe('no drop');
   });
 });
 
