@@ -17,7 +17,7 @@ import { DEFAULT_STATE_DIR, NS_PREFIX, runDir } from './registry.ts';
 import { TOOLS, type Tool, toolVersion } from './requirements.ts';
 import type { ScenarioResult } from './run.ts';
 import type { Scenario } from './scenario.ts';
-import { isCapture, isEventStream, isVerdict, isWatch } from './steps.ts';
+import { isCapture, isEventStream, isTracer, isVerdict, isWatch } from './steps.ts';
 import { shellDeadline, shellTimeBase } from './time.ts';
 
 /** Replaces what differs between runs (run id, tokens, timestamps, sequence numbers, ephemeral ports) with stable names. */
@@ -61,6 +61,7 @@ export class Normalizer {
         .replace(/\b(seq|ack|win) \d+(:\d+)?/g, '$1 N')
         .replace(/TS val \d+ ecr \d+/g, 'TS val N ecr N')
         .replace(/\bid=\d+/g, 'id=N')
+        .replace(/ t=\d+$/gm, '')
         .replace(/portid=\d+/g, 'portid=N')
         .replace(/after \d+ ms/g, 'after N ms')
         .replace(/\btime=\d+(\.\d+)? ms/g, 'time=N ms')
@@ -223,8 +224,7 @@ function helperOutput(step: Step, watching: Set<string>, all: Step[]): string[] 
       watching,
       connectionsBefore(all, step),
     ).map((p) => p.raw);
-  // an event a retransmission repeats (the same drop again) is shown once, as captures show each packet once
-  return [...new Set(lines.filter((l) => !isTeardownEvent(l)))];
+  return lines.filter((l) => !isTeardownEvent(l));
 }
 
 /** Commands as a reader types them: an `ip -batch` becomes one `ip` line per command. */
@@ -327,11 +327,12 @@ export function renderMarkdown(scenario: Scenario, result: ScenarioResult, versi
         );
       } else if (step.background) {
         commands.push(`${line} &${step.note ? `   # ${step.note}` : ''}`);
-        if (isCapture(step) || isEventStream(step)) {
+        if (isCapture(step) || isEventStream(step) || isTracer(step)) {
           const lines = helperOutput(step, watched(section.steps), result.steps);
           outputs.push(
             `# ${step.note}${step.host ? ` (${step.host})` : ''}${lines.length ? '' : ': nothing'}`,
-            ...lines.map((l) => norm.output(l)),
+            // what a retransmission repeats (the same drop again) is shown once, as each packet is
+            ...new Set(lines.map((l) => norm.output(l))),
           );
         }
       } else {

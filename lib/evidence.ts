@@ -432,6 +432,8 @@ export interface Drop {
   /** The function that freed it. */
   location: string;
   device: string;
+  /** When, in the kernel's monotonic clock (ns), the clock process.hrtime reads. */
+  at?: bigint;
   raw: string;
 }
 
@@ -440,11 +442,13 @@ export function parseDropReasons(format: string): Map<number, string> {
   return new Map([...format.matchAll(/\{ (\d+), "([A-Z0-9_]+)" \}/g)].map((m) => [Number(m[1]), m[2]!]));
 }
 
-/** One line of the watch's output: `drop reason=87 location=ip_error dev=docker0`. */
+/** One line of the tracer's output: `drop reason=87 location=ip_error dev=docker0 t=<ns>`. */
 export function parseDropLine(line: string, names: Map<number, string>): Drop | undefined {
-  const m = /^drop reason=(\d+) location=(\S+) dev=(\S+)$/.exec(line.trim());
+  const m = /^(drop reason=(\d+) location=(\S+) dev=(\S+))(?: t=(\d+))?$/.exec(line.trim());
   if (!m) return undefined;
-  return { reason: names.get(Number(m[1])) ?? `reason ${m[1]}`, location: m[2]!, device: m[3]!, raw: line.trim() };
+  const drop: Drop = { reason: names.get(Number(m[2])) ?? `reason ${m[2]}`, location: m[3]!, device: m[4]!, raw: m[1]! };
+  if (m[5]) drop.at = BigInt(m[5]);
+  return drop;
 }
 
 /**
@@ -459,7 +463,7 @@ const dropProgram = (notSpecified: number, unnamed: boolean) =>
     `tracepoint:skb:kfree_skb /args->protocol == 0x0800${unnamed ? '' : ` && args->reason != ${notSpecified}`}/ {`,
     '  $skb = (struct sk_buff *)args->skbaddr;',
     '  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {',
-    '    printf("drop reason=%d location=%s dev=%s\\n", args->reason, ksym(args->location), $skb->dev->name); } }',
+    '    printf("drop reason=%d location=%s dev=%s t=%llu\\n", args->reason, ksym(args->location), $skb->dev->name, nsecs); } }',
     'END { clear(@netns); }',
   ].join('\n');
 
@@ -471,30 +475,63 @@ export interface Unavailable {
   unavailable: string;
 }
 
-export class DropWatch {
+/**
+ * One bpftrace for a host's drops, for the lab's whole run: started with the topology, so that its
+ * second of compiling overlaps the lab's building instead of delaying each evidence phase.
+ */
+export class DropTracer {
+  private ready?: Promise<void>;
+
   constructor(
     readonly host: Host,
     readonly process: Background,
-    private readonly names: Map<number, string>,
+    readonly names: Map<number, string>,
   ) {}
 
+  /** Resolves once the tracer is tracing; a miss is an error, never "unavailable". */
+  tracing(): Promise<void> {
+    this.ready ??= TRACING.wait(this.process, deadline('tracerStart'));
+    return this.ready;
+  }
+}
+
+/** The drops a tracer saw from one moment on (a phase's evidence), by the kernel's own clock. */
+export class DropWatch {
+  private frozen?: Drop[];
+
+  constructor(
+    readonly tracer: DropTracer,
+    private readonly since: bigint,
+  ) {}
+
+  get host(): Host {
+    return this.tracer.host;
+  }
+
   drops(): Drop[] {
-    return this.process.lines.map((l) => parseDropLine(l.text, this.names)).filter((d): d is Drop => d !== undefined);
+    return this.frozen ?? this.tracer.process.lines.map((l) => this.parse(l.text)).filter((d): d is Drop => d !== undefined);
+  }
+
+  private parse(text: string): Drop | undefined {
+    const d = parseDropLine(text, this.tracer.names);
+    return d && (d.at === undefined || d.at >= this.since) ? d : undefined;
   }
 
   /** Waits until `count` drops match (bpftrace reads the kernel's buffer in batches), or the evidence deadline. */
   async waitFor(match: (d: Drop) => boolean, count = 1): Promise<Drop[]> {
-    const lines = await this.process.waitForLines((t) => {
-      const d = parseDropLine(t, this.names);
+    const lines = await this.tracer.process.waitForLines((t) => {
+      const d = this.parse(t);
       return d !== undefined && match(d);
     }, count);
-    return lines.map((l) => parseDropLine(l.text, this.names)!);
+    return lines.map((l) => this.parse(l.text)!);
   }
 
-  async stop(): Promise<Drop[]> {
-    if (this.process.exited) throw new Error(`bpftrace in ${this.host.name} exited before it was stopped: ${this.process.text()}`);
-    await this.host.lab.stop(this.process);
-    return this.drops();
+  /** Ends the watch (the tracer goes on, for later phases): what it saw. */
+  stop(): Drop[] {
+    if (this.tracer.process.exited)
+      throw new Error(`bpftrace in ${this.host.name} exited before it was stopped: ${this.tracer.process.text()}`);
+    this.frozen ??= this.drops();
+    return this.frozen;
   }
 
   summary(drops = this.drops()): string {
@@ -513,11 +550,12 @@ export function summarizeDrops(drops: Drop[]): string {
 }
 
 /**
- * Watches why the kernel drops packets in a host's namespace (bpftrace on skb:kfree_skb, its `reason`),
- * or says why it cannot here: bpftrace missing, no BTF, or a kernel whose tracepoint has no reason
- * (before 5.17). A claim on drop reasons is then left out, with that reason, never assumed.
+ * Starts tracing why the kernel drops packets in a host's namespace (bpftrace on skb:kfree_skb, its
+ * `reason`), or says why it cannot here: bpftrace missing, no BTF, or a kernel whose tracepoint has no
+ * reason (before 5.17). A claim on drop reasons is then left out, with that reason, never assumed.
+ * Called in the topology; `dropReasons` watches one phase.
  */
-export async function dropReasons(host: Host, opts: { unnamed?: boolean } = {}): Promise<DropWatch | Unavailable> {
+export function traceDrops(host: Host, opts: { unnamed?: boolean } = {}): DropTracer | Unavailable {
   const tracing = dropTracing();
   if (typeof tracing === 'string') return { host, unavailable: tracing };
   // nsenter, not `ip netns exec`: that remounts /sys for the namespace, and tracefs with it
@@ -525,14 +563,22 @@ export async function dropReasons(host: Host, opts: { unnamed?: boolean } = {}):
     undefined,
     ['nsenter', `--net=/run/netns/${host.ns}`, 'bpftrace', '-q', '-e', dropProgram(tracing.notSpecified, opts.unnamed === true)],
     {
-      note: `drop reasons in ${host.name} (skb:kfree_skb)`,
-      kind: 'event stream',
+      note: `drop reasons in ${host.name} (skb:kfree_skb), for the whole run`,
+      kind: 'tracer',
       shell: { ready: TRACING.shell, within: 'tracerStart' },
     },
   );
-  // compiling the program takes bpftrace a second of CPU: its own deadline, and a miss is an error, never "unavailable"
-  await TRACING.wait(proc, deadline('tracerStart'));
-  return new DropWatch(host, proc, tracing.names);
+  const tracer = new DropTracer(host, proc, tracing.names);
+  // its start is awaited by the first watch; an early failure is reported there, not as unhandled
+  void tracer.tracing().catch(() => {});
+  return tracer;
+}
+
+/** The drops from now on, once the tracer is tracing (or why there are none to see). */
+export async function dropReasons(tracer: DropTracer | Unavailable): Promise<DropWatch | Unavailable> {
+  if (!(tracer instanceof DropTracer)) return tracer;
+  await tracer.tracing();
+  return new DropWatch(tracer, process.hrtime.bigint());
 }
 
 const TRACEPOINT_FORMAT = '/sys/kernel/tracing/events/skb/kfree_skb/format';
@@ -565,7 +611,7 @@ export async function claimDrops(
     return;
   }
   const freed = await watch.waitFor(drop.match, drop.count ?? 1);
-  await watch.stop();
+  watch.stop();
   check.that(freed.length >= (drop.count ?? 1), drop.claim, watch.summary(), drop.control ? { control: drop.control } : {});
 }
 

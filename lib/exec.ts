@@ -15,7 +15,8 @@ export interface ShellHints {
   probe?: { token: string; echoed: boolean };
 }
 
-export type HelperKind = 'capture' | 'event stream' | 'probe';
+/** A tracer lasts the lab's whole run (stopped at teardown); the others are stopped where they are read. */
+export type HelperKind = 'capture' | 'event stream' | 'tracer' | 'probe';
 
 export interface Step {
   phase: Phase;

@@ -12,6 +12,7 @@ export {
   conntrackEvents,
   counterWatch,
   type Drop,
+  type DropTracer,
   type DropWatch,
   dropReasons,
   isReset,
@@ -31,6 +32,7 @@ export {
   routeGet,
   snmp,
   type TraceEvent,
+  traceDrops,
   tracedField,
 } from './evidence.ts';
 export { CommandError, type RunResult } from './exec.ts';

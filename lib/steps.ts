@@ -6,6 +6,7 @@ import type { Step } from './exec.ts';
 export const isCapture = (s: Step) => s.kind === 'capture';
 /** An event stream (conntrack -E, nft monitor trace): its output is one event per line. */
 export const isEventStream = (s: Step) => s.kind === 'event stream';
+export const isTracer = (s: Step) => s.kind === 'tracer';
 /** A probe's client: a spawned one (socat), or a command whose outcome the demo script checks (curl). */
 export const isProbe = (s: Step) => s.kind === 'probe' || s.shell?.probe !== undefined;
 /** A probe that only made traffic to watch: stopped once its packet showed, its outcome is no claim. */

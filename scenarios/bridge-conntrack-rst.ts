@@ -37,7 +37,20 @@
  * The same scenario runs with iptables-nft (bridge-conntrack-rst) and iptables-legacy
  * (bridge-conntrack-rst-legacy); both reproduce identically.
  */
-import { capture, claimDrops, conntrackEvents, counterWatch, dropReasons, isReset, isSyn, isSynAck, type Packet } from '../lib/evidence.ts';
+import {
+  capture,
+  claimDrops,
+  conntrackEvents,
+  counterWatch,
+  type DropTracer,
+  dropReasons,
+  isReset,
+  isSyn,
+  isSynAck,
+  type Packet,
+  traceDrops,
+  type Unavailable,
+} from '../lib/evidence.ts';
 import { type Counted, Iptables, type IptablesBackend, type RuleRef } from '../lib/firewall.ts';
 import { describeProbe, type ProbeResult, ping, serve, tcp } from '../lib/probe.ts';
 import { defineScenario, type ScenarioDefinition } from '../lib/scenario.ts';
@@ -116,6 +129,8 @@ interface Ctx {
   ipt: Iptables;
   /** ha's MAC: the kernel log names it in the link-layer header of a martian. */
   haMac: string;
+  /** drop reasons in host, for every stage */
+  tracer: DropTracer | Unavailable;
 }
 
 /**
@@ -175,6 +190,8 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
 
     async topology(lab) {
       const { ha, host, app, lan } = await lab.hostsNamed('ha', 'host', 'app', 'lan');
+      // first: bpftrace compiles while the lab is built (6.1 frees some of these drops without a reason)
+      const tracer = traceDrops(host, { unnamed: true });
       const ipt = new Iptables(host, backend);
       // Ubuntu's rp_filter=2, before any link exists: `default` only reaches links created after it.
       // log_martians: the kernel names the rp_filter drop in the machine's log
@@ -211,7 +228,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           // netfilter on, that takes a rule of the host's own, which the write-up does not show
           .then(() => ipt.rules('-A FORWARD -i br-mellanox -o br-mellanox -j ACCEPT')),
       ]);
-      return { ha, host, app, ipt, haMac: haLink[0].address };
+      return { ha, host, app, ipt, haMac: haLink[0].address, tracer };
     },
 
     stages: [
@@ -281,7 +298,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
           const [onApp, earlier, drops] = await Promise.all([
             capture(ctx.app, 'eth0', 'tcp port 5000'),
             martians(ctx),
-            dropReasons(ctx.host, { unnamed: true }),
+            dropReasons(ctx.tracer),
           ]);
           const { counted } = await connect(ctx, { until: DNAT });
           // the kernel's own word for it: the reverse-path check in the routing of the DNATed SYN
@@ -320,7 +337,7 @@ export function bridgeConntrackRst(backend: IptablesBackend): ScenarioDefinition
         title: `Docker's isolation drops traffic from the network on ${LAN_BR} into ${APP_BR}`,
 
         async evidence(ctx, check) {
-          const [onApp, drops] = await Promise.all([capture(ctx.app, 'eth0', 'tcp port 5000'), dropReasons(ctx.host, { unnamed: true })]);
+          const [onApp, drops] = await Promise.all([capture(ctx.app, 'eth0', 'tcp port 5000'), dropReasons(ctx.tracer)]);
           const { counted } = await connect(ctx, { until: ISOLATION_DROP });
           const reached = await onApp.stop();
           // the kernel's own word for it: a netfilter verdict, Docker's DROP rule

@@ -7,7 +7,7 @@
  * With forwarding off the host's routing lookup for a packet to a foreign address fails;
  * ip_error() counts it in Ip InAddrErrors and, because forwarding is off, sends no ICMP.
  */
-import { capture, claimDrops, counterWatch, dropReasons } from '../lib/evidence.ts';
+import { capture, claimDrops, counterWatch, dropReasons, traceDrops } from '../lib/evidence.ts';
 import { counterOf, Iptables } from '../lib/firewall.ts';
 import { describeProbe, serve, tcp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
@@ -36,6 +36,8 @@ export default defineScenario({
 
   async topology(lab) {
     const { container, host, internet } = await lab.hostsNamed('container', 'host', 'internet');
+    // first: bpftrace compiles while the lab is built
+    const tracer = traceDrops(host);
     await Promise.all([
       veth([container, 'eth0', '192.168.122.10/24'], [host, 'veth-c']).then(() =>
         host.bridge('docker0', { addr: '192.168.122.1/24', ports: ['veth-c'] }),
@@ -49,7 +51,7 @@ export default defineScenario({
     // no target: it counts the container's SYN in POSTROUTING (the MASQUERADE's own counter also
     // counts the bridge's IGMP reports from 192.168.122.1)
     await iptables.rules(`-t mangle -A POSTROUTING -s 192.168.122.10 -d ${INTERNET} -p tcp --syn -m comment --comment syn-to-internet`);
-    return { container, host, internet, iptables };
+    return { container, host, internet, iptables, tracer };
   },
 
   // Docker's network for the container: its default route, and the masquerade the write-up lists.
@@ -58,12 +60,12 @@ export default defineScenario({
     await iptables.rules('-t nat -A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE');
   },
 
-  async evidence({ container, host, iptables }, check) {
+  async evidence({ container, host, iptables, tracer }, check) {
     const [onVeth, onUplink, counters, drops] = await Promise.all([
       capture(host, 'veth-c', `(tcp and dst host ${INTERNET}) or icmp`),
       watchUplink(host),
       counterWatch(host),
-      dropReasons(host),
+      dropReasons(tracer),
     ]);
     const dropped = counters.rise('Ip.InAddrErrors');
     const probe = tcp(container, `${INTERNET}:80`, { until: dropped });

@@ -28,7 +28,7 @@
  * blackhole, so a container no rule matches gets no answer rather than a misleading one.
  */
 import type { Background } from '../lib/background.ts';
-import { claimDrops, counterWatch, dropReasons } from '../lib/evidence.ts';
+import { claimDrops, counterWatch, type DropTracer, dropReasons, traceDrops, type Unavailable } from '../lib/evidence.ts';
 import { counterOf, Iptables } from '../lib/firewall.ts';
 import { describeProbe, type ProbeResult, serve, tcp, udp } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
@@ -56,6 +56,7 @@ interface Ctx {
   host: Host;
   iptables: Iptables;
   v2ray: Background;
+  tracer: DropTracer | Unavailable;
 }
 
 /**
@@ -158,6 +159,8 @@ export default defineScenario<Ctx>({
 
   async topology(lab) {
     const { c0, c1, c2, host, inet, hk0, hk1, hk2 } = await lab.hostsNamed('c0', 'c1', 'c2', 'host', 'inet', 'hk0', 'hk1', 'hk2');
+    // first: bpftrace compiles while the lab is built
+    const tracer = traceDrops(host);
     const containers = [c0, c1, c2];
     const remotes = [hk0, hk1, hk2];
     await Promise.all([
@@ -181,7 +184,7 @@ export default defineScenario<Ctx>({
       serve(inet, 'tcp', ECHO, 'whoami'),
       serve(inet, 'udp', ECHO, 'whoami'),
     ]);
-    return { containers, host, iptables: new Iptables(host), v2ray: v2rayHost };
+    return { containers, host, iptables: new Iptables(host), v2ray: v2rayHost, tracer };
   },
 
   // The write-up's rules: TCP by nat REDIRECT, UDP by mangle TPROXY with a mark routed to lo.
@@ -205,9 +208,9 @@ export default defineScenario<Ctx>({
   },
 
   async evidence(ctx, check) {
-    const { containers, iptables, v2ray } = ctx;
+    const { containers, iptables, v2ray, tracer } = ctx;
     // TCP is the same with the fix: what sets UDP apart
-    const [viaTcp, drops] = await Promise.all([Promise.all(containers.map((c) => tcp(c, ECHO))), dropReasons(ctx.host)]);
+    const [viaTcp, drops] = await Promise.all([Promise.all(containers.map((c) => tcp(c, ECHO))), dropReasons(tracer)]);
     check.contrast(viaOwnExit(viaTcp), "each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2", described(viaTcp));
     const redirect = await iptables.counter('redirect');
     check.contrast(

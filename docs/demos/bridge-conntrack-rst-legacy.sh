@@ -223,11 +223,18 @@ COMMIT
 COMMIT
 NETNS_LAB_EOF
 ip netns exec $L-host iptables-legacy -w -A FORWARD -i br-mellanox -o br-mellanox -j ACCEPT
-ip netns exec $L-app socat -d -d TCP-LISTEN:5000,reuseaddr,fork PIPE >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # echo server on tcp/5000
-ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-ip -n $L-ha link show eth0
-ip netns exec $L-lan socat -d -d TCP-LISTEN:7,reuseaddr,fork PIPE >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # echo server on tcp/7
+nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+tracepoint:skb:kfree_skb /args->protocol == 0x0800/ {
+  $skb = (struct sk_buff *)args->skbaddr;
+  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
+    printf("drop reason=%d location=%s dev=%s t=%llu\n", args->reason, ksym(args->location), $skb->dev->name, nsecs); } }
+END { clear(@netns); }' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # drop reasons in host (skb:kfree_skb), for the whole run
+READY_MS=$TRACER_START_MS ready h1 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+ip netns exec $L-app socat -d -d TCP-LISTEN:5000,reuseaddr,fork PIPE >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # echo server on tcp/5000
 ready h2 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+ip -n $L-ha link show eth0
+ip netns exec $L-lan socat -d -d TCP-LISTEN:7,reuseaddr,fork PIPE >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # echo server on tcp/7
+ready h3 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "bridge-nf-call-iptables: break"
 ip -n $L-host link set veth-ha master br-lan137
@@ -247,32 +254,24 @@ expect answered "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.10:7" 
 ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha reaches a device on the LAN: tcp ha -> 192.168.137.10:7: connected (token echoed) answer "netns-lab-token1-$$"
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
-ip -n $L-host link show br-mellanox
 ip -n $L-ha neigh show 192.168.137.250
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 32:60:b0:b8:d6:7d; br-mellanox: 32:60:b0:b8:d6:7d
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # tcp probe to 192.168.137.250:5000
+ip -n $L-host link show br-mellanox
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: de:4a:ad:8b:8b:70; br-mellanox: de:4a:ad:8b:8b:70
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
 # ... in nat PREROUTING with in-interface br-lan137: the bridge handed the frame to iptables: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
 # ... not as the SYN enters br-mellanox, where the author expected it: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
 
 phase "rp-filter: evidence"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-1.pcap --print -i eth0 'tcp port 5000' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # capture on eth0
-ready h4 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
-tracepoint:skb:kfree_skb /args->protocol == 0x0800/ {
-  $skb = (struct sk_buff *)args->skbaddr;
-  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
-    printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
-END { clear(@netns); }' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # drop reasons in host (skb:kfree_skb)
-READY_MS=$TRACER_START_MS ready h5 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-1.pcap --print -i eth0 'tcp port 5000' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
+ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token2-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the kernel frees the SYN as it comes in from br-lan137, before any rule: drop reason IP_RPFILTER (NOT_SPECIFIED where the kernel gives none there): IP_RPFILTER in br_nf_pre_routing_finish on br-lan137: n drop(s)
 # ha's SYN is DNATed to 172.18.0.4:5000: DOCKER [-j DNAT] +n
 # ... but never reaches FORWARD: routed in from br-lan137, it fails the reverse-path check: FORWARD [syn-to-app] +0; kernel log: IPv4: martian source 172.18.0.4 from 192.168.137.248, on dev br-lan137
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
-stop h4
 stop h5
 
 phase "rp-filter: fix"
@@ -286,13 +285,6 @@ ip netns exec $L-host iptables-legacy-save -c
 phase "docker-isolation: evidence"
 ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-2.pcap --print -i eth0 'tcp port 5000' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on eth0
 ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
-tracepoint:skb:kfree_skb /args->protocol == 0x0800/ {
-  $skb = (struct sk_buff *)args->skbaddr;
-  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
-    printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
-END { clear(@netns); }' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # drop reasons in host (skb:kfree_skb)
-READY_MS=$TRACER_START_MS ready h8 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 expect silent "netns-lab-token3-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the kernel frees the SYN from br-lan137 in a netfilter hook: drop reason NETFILTER_DROP (NOT_SPECIFIED where the kernel gives none there): NETFILTER_DROP in nf_hook_slow on br-lan137: n drop(s)
@@ -300,56 +292,55 @@ ip netns exec $L-host iptables-legacy-save -c
 # ... which drops it on its way into br-da66fb6805df: FORWARD [syn-to-app] +n, DOCKER-ISOLATION-STAGE-1 [-i br-lan137 ! -o br-lan137] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +n
 # nothing reaches the app: capture on app/eth0: 0 packet(s)
 stop h7
-stop h8
 
 phase "docker-isolation: fix"
 ip netns exec $L-host iptables-legacy -w -I DOCKER-USER 1 -i br-lan137 -o br-da66fb6805df -j ACCEPT
 
 phase "docker-isolation: proof"
-ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-3.pcap --print -i eth0 'tcp port 5000' >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # capture on eth0
-ready h9 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # tcp probe to 192.168.137.250:5000
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-3.pcap --print -i eth0 'tcp port 5000' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eth0
+ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # the SYN reaches the app, from ha's own address: 00:00:00.000000 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the handshake completes: ha's ACK of the app's SYN-ACK reaches the app: 00:00:00.000000 IP 192.168.137.248.PORT1 > 172.18.0.4.5000: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
 # the new DOCKER-USER rule accepts ha's packets before the isolation chains see them: DOCKER-USER [-i br-lan137 -o br-da66fb6805df -j ACCEPT] +n, DOCKER-ISOLATION-STAGE-2 [-o br-da66fb6805df -j DROP] +0
-stop h9
+stop h8
 
 phase "conntrack: evidence"
-ip netns exec $L-ha tcpdump -l -n --immediate-mode -U -w $W/ha-eth0-1.pcap --print -i eth0 'tcp and host 192.168.137.250' >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eth0
+ip netns exec $L-ha tcpdump -l -n --immediate-mode -U -w $W/ha-eth0-1.pcap --print -i eth0 'tcp and host 192.168.137.250' >"$W/h10" 2>&1 & PIDS+=($!); echo $! >"$W/h10.pid"   # capture on eth0
+ready h10 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
+ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-4.pcap --print -i eth0 'tcp port 5000' >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on eth0
 ready h11 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-app tcpdump -l -n --immediate-mode -U -w $W/app-eth0-4.pcap --print -i eth0 'tcp port 5000' >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # capture on eth0
-ready h12 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h13" 2>&1 & PIDS+=($!); echo $! >"$W/h13.pid"   # conntrack event stream
-ready h13 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
+ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h12" 2>&1 & PIDS+=($!); echo $! >"$W/h12.pid"   # conntrack event stream
+ready h12 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
 expect silent "netns-lab-token4-$$" "evidence: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.25632 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=25632 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.25632: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
-# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=25632 id=N
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 # that RST from 192.168.137.250:5000 is INVALID to conntrack too: FORWARD [invalid-rst] +n
+stop h10
 stop h11
 stop h12
-stop h13
 
 phase "conntrack: fix"
 ip netns exec $L-host iptables-legacy -w -t raw -I PREROUTING 1 -i br-lan137 -j NOTRACK
 
 phase "conntrack: proof"
-ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h14" 2>&1 & PIDS+=($!); echo $! >"$W/h14.pid"   # conntrack event stream
-ready h14 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
+ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h13" 2>&1 & PIDS+=($!); echo $! >"$W/h13.pid"   # conntrack event stream
+ready h13 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
 expect answered "netns-lab-token5-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
 ip netns exec $L-host iptables-legacy-save -c
 # ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token5-$$"
 # no conntrack entry from 192.168.137.250:5000 in the reverse direction: none among n event(s)
 # NOTRACK takes the frames crossing br-lan137 out of conntrack: PREROUTING [-i br-lan137 -j NOTRACK] +n, PREROUTING [nat-in-br-lan137] +0, PREROUTING [nat-in-br-mellanox] +n
 # so the DNAT now happens as the SYN enters br-mellanox: PREROUTING [-i br-lan137 -j NOTRACK] +n, PREROUTING [nat-in-br-lan137] +0, PREROUTING [nat-in-br-mellanox] +n
-stop h14
+stop h13
 
 phase "notrack-alone: break"
 ip netns exec $L-host sysctl -qw net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.br-lan137.rp_filter=2

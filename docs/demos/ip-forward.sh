@@ -155,25 +155,25 @@ link set veth-c up
 link set docker0 up
 NETNS_LAB_EOF
 ip netns exec $L-host iptables-nft -w -t mangle -A POSTROUTING -s 192.168.122.10 -d 198.51.100.1 -p tcp --syn -m comment --comment syn-to-internet
-ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # whoami server on tcp/80
-ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
+  $skb = (struct sk_buff *)args->skbaddr;
+  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
+    printf("drop reason=%d location=%s dev=%s t=%llu\n", args->reason, ksym(args->location), $skb->dev->name, nsecs); } }
+END { clear(@netns); }' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # drop reasons in host (skb:kfree_skb), for the whole run
+READY_MS=$TRACER_START_MS ready h1 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # whoami server on tcp/80
+ready h2 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "break"
 ip -n $L-container route add default via 192.168.122.1
 ip netns exec $L-host iptables-nft -w -t nat -A POSTROUTING -s 192.168.122.0/24 '!' -d 192.168.122.0/24 -m comment --comment masquerade -j MASQUERADE
 
 phase "evidence"
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-veth-c-1.pcap --print -i veth-c '(tcp and dst host 198.51.100.1) or icmp' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # capture on veth-c
-ready h2 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-1.pcap --print -i eth0 'tcp or icmp' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on eth0
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-veth-c-1.pcap --print -i veth-c '(tcp and dst host 198.51.100.1) or icmp' >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # capture on veth-c
 ready h3 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
-tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
-  $skb = (struct sk_buff *)args->skbaddr;
-  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
-    printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
-END { clear(@netns); }' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # drop reasons in host (skb:kfree_skb)
-READY_MS=$TRACER_START_MS ready h4 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-1.pcap --print -i eth0 'tcp or icmp' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # capture on eth0
+ready h4 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 expect silent "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
 # the container's SYN on its veth: capture on host/veth-c: n packet(s)
 ip netns exec $L-host iptables-nft-save -c -t mangle
@@ -182,7 +182,6 @@ ip netns exec $L-host iptables-nft-save -c -t mangle
 # the container's SYN never reaches POSTROUTING, where MASQUERADE would rewrite it: [0:0] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet
 # nothing on the uplink: 0 packet(s) on eth0: 
 # no ICMP error back to the container: a silent drop: 0 ICMP packet(s) on veth-c, Icmp OutDestUnreachs +0
-stop h2
 stop h3
 stop h4
 

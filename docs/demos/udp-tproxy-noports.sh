@@ -273,18 +273,25 @@ ip -n $L-c2 route add default via 10.8.0.1
 ip -n $L-hk0 route add default via 203.0.113.1
 ip -n $L-hk1 route add default via 203.0.113.1
 ip -n $L-hk2 route add default via 203.0.113.1
-ip netns exec $L-hk0 v2ray -config $W/hk0.json >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # v2ray on hk0: socks in, freedom out
-ready h1 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
-ip netns exec $L-hk1 v2ray -config $W/hk1.json >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # v2ray on hk1: socks in, freedom out
+nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
+  $skb = (struct sk_buff *)args->skbaddr;
+  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
+    printf("drop reason=%d location=%s dev=%s t=%llu\n", args->reason, ksym(args->location), $skb->dev->name, nsecs); } }
+END { clear(@netns); }' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # drop reasons in host (skb:kfree_skb), for the whole run
+READY_MS=$TRACER_START_MS ready h1 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
+ip netns exec $L-hk0 v2ray -config $W/hk0.json >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # v2ray on hk0: socks in, freedom out
 ready h2 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
-ip netns exec $L-hk2 v2ray -config $W/hk2.json >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # v2ray on hk2: socks in, freedom out
+ip netns exec $L-hk1 v2ray -config $W/hk1.json >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # v2ray on hk1: socks in, freedom out
 ready h3 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
-ip netns exec $L-host v2ray -config $W/host.json >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # v2ray: dokodemo-door on 10.8.0.1:10900, a socks tunnel per container
+ip netns exec $L-hk2 v2ray -config $W/hk2.json >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # v2ray on hk2: socks in, freedom out
 ready h4 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
-ip netns exec $L-inet socat -d -d TCP-LISTEN:7,reuseaddr,fork,bind=198.51.100.7 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # whoami server on tcp/198.51.100.7:7
-ready h5 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-ip netns exec $L-inet socat -d -d UDP-RECVFROM:7,fork,bind=198.51.100.7 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # whoami server on udp/198.51.100.7:7
+ip netns exec $L-host v2ray -config $W/host.json >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # v2ray: dokodemo-door on 10.8.0.1:10900, a socks tunnel per container
+ready h5 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
+ip netns exec $L-inet socat -d -d TCP-LISTEN:7,reuseaddr,fork,bind=198.51.100.7 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # whoami server on tcp/198.51.100.7:7
 ready h6 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+ip netns exec $L-inet socat -d -d UDP-RECVFROM:7,fork,bind=198.51.100.7 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # whoami server on udp/198.51.100.7:7
+ready h7 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
 phase "break"
 ip netns exec $L-host iptables-nft -w -t nat -N MYPROXY
@@ -310,13 +317,6 @@ phase "evidence"
 expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
 expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
 expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
-nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
-tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
-  $skb = (struct sk_buff *)args->skbaddr;
-  if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
-    printf("drop reason=%d location=%s dev=%s\n", args->reason, ksym(args->location), $skb->dev->name); } }
-END { clear(@netns); }' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # drop reasons in host (skb:kfree_skb)
-READY_MS=$TRACER_START_MS ready h7 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 # each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: tcp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token1-$$ from 203.0.113.10"; tcp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token2-$$ from 203.0.113.11"; tcp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token3-$$ from 203.0.113.12"
 ip netns exec $L-host iptables-nft-save -c
 # nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each): n packet(s)
@@ -331,7 +331,6 @@ ip netns exec $L-host iptables-nft-save -c
 # v2ray never got them: no UDP session in its log: no UDP line in the log
 # no ICMP error goes back: the containers just wait: Icmp OutDestUnreachs +0
 # no container gets an answer: udp c0 -> 198.51.100.7:7: timeout; udp c1 -> 198.51.100.7:7: timeout; udp c2 -> 198.51.100.7:7: timeout
-stop h7
 
 phase "fix"
 ip netns exec $L-host sysctl -qw net.bridge.bridge-nf-call-iptables=0

@@ -163,6 +163,11 @@ print fmt: "skbaddr=%p rx_sk=%p protocol=%u location=%pS reason: %s", REC->skbad
     });
     expect(parseDropLine('drop reason=99 location=x dev=eth0', names)?.reason).toBe('reason 99');
     expect(parseDropLine('tracing', names)).toBeUndefined();
+    expect(parseDropLine('drop reason=87 location=ip_error dev=docker0 t=123456789012', names)).toMatchObject({
+      reason: 'IP_INADDRERRORS',
+      at: 123456789012n,
+      raw: 'drop reason=87 location=ip_error dev=docker0',
+    });
   });
 
   test('a summary names each distinct drop once, with its count', () => {
