@@ -489,10 +489,15 @@ ends() {
 }
 # stop <log>: stops a capture or event stream and shows what it saw
 stop() { ends "$(cat "$W/$1.pid")"; echo "--- $1:"; grep -v ${CANARY_ADDRESS} "$W/$1" || true; }
-# expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
+# expect <answered|silent> <token> <what> <output> [<answer>]: the probe must give the same result as in the
+# recorded run: the token back or not, and the same answer line ({token} for the token), who answered and how
 expect() {
+  local want=\${5-}
+  want=\${want//\\{token\\}/$2}
   case "$1" in
-    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"; echo "ok: $3 answered";;
+    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"
+      [ -z "$want" ] || grep -qxF -- "$want" <<<"$4" || fail "$3: expected the answer '$want', got: $(grep -F -- "$2" <<<"$4" | tail -1)"
+      echo "ok: $3 answered";;
     silent) ! grep -q -- "$2" <<<"$4" || fail "$3: expected no answer (the breakage did not show), got: $4"; echo "ok: $3 got no answer";;
   esac
 }`;
@@ -533,7 +538,8 @@ export function renderShell(scenario: Scenario, result: ScenarioResult): string 
         // what the probe sent: its token, padded when the probe had a size
         const sent = step.input ? norm.commands(step.input.trimEnd()) : token;
         const cmd = step.background ? `probe "${token}" "${sent}" ${line}` : line;
-        out.push(`expect ${step.shell.probe.echoed ? 'answered' : 'silent'} "${token}" "${what}" "$(${cmd} 2>&1 || true)"`);
+        const answer = step.shell.probe.answer === undefined ? '' : ` ${shellQuote(step.shell.probe.answer)}`;
+        out.push(`expect ${step.shell.probe.echoed ? 'answered' : 'silent'} "${token}" "${what}" "$(${cmd} 2>&1 || true)"${answer}`);
       } else if (step.background) {
         const log = `h${++helper}`;
         out.push(`${line} >"$W/${log}" 2>&1 & PIDS+=($!); echo $! >"$W/${log}.pid"${step.note ? `   # ${step.note}` : ''}`);

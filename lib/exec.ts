@@ -11,8 +11,11 @@ export interface ShellHints {
   ready?: string;
   /** The deadline for it, when not the time base's `ready` (a tracer compiling its program). */
   within?: Deadline;
-  /** A probe: the demo script re-runs it and requires the same result (token echoed or not). */
-  probe?: { token: string; echoed: boolean };
+  /**
+   * A probe: the demo script re-runs it and requires the same result: the token echoed or not, and
+   * when echoed the same answer line (`{token}` where the token was: who answered, through which address).
+   */
+  probe?: { token: string; echoed: boolean; answer?: string };
 }
 
 /** A tracer lasts the lab's whole run (stopped at teardown); the others are stopped where they are read. */

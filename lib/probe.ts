@@ -88,7 +88,7 @@ async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, o
   const stderr = client.text('stderr');
   const echoed = answer.includes(t);
   // a demo script replays the probe and requires the same result, unless its outcome was not a claim
-  if (!opts.watch) client.step!.shell = { probe: { token: t, echoed } };
+  if (!opts.watch) client.step!.shell = { probe: replayed(t, answer) };
   const connected = kind === 'tcp' && /starting data transfer loop/.test(stderr);
   return {
     kind,
@@ -104,6 +104,15 @@ async function socatExchange(kind: 'tcp' | 'udp', from: Host, address: string, o
       .join('\n'),
     durationMs: performance.now() - started,
   };
+}
+
+/** What a demo script requires of the probe when it replays it: the token back or not, and the same answer line. */
+function replayed(token: string, stdout: string): { token: string; echoed: boolean; answer?: string } {
+  const line = stdout.split('\n').find((l) => l.includes(token));
+  if (line === undefined) return { token, echoed: false };
+  // a padded payload (a probe of a given size) is not worth repeating in the script: the token decides
+  const answer = line.trim().replaceAll(token, '{token}');
+  return answer.length <= 200 ? { token, echoed: true, answer } : { token, echoed: true };
 }
 
 /** TCP: connect, send a token, expect it back (from an echo server, or inside the server's answer). */
@@ -123,7 +132,7 @@ export async function http(from: Host, url: string, opts: ProbeOptions = {}): Pr
   // -v: curl's own summary says "Couldn't connect" for refused and unreachable alike; the verbose line tells them apart
   const res = await from.exec(['curl', '-sSv', `${url.replace(/\/$/, '')}/${t}`], { check: false, timeoutMs: probeDeadline(opts) });
   const echoed = res.stdout.includes(t);
-  res.step.shell = { probe: { token: t, echoed } };
+  res.step.shell = { probe: replayed(t, res.stdout) };
   return {
     kind: 'http',
     from: from.name,

@@ -81,10 +81,15 @@ ends() {
 }
 # stop <log>: stops a capture or event stream and shows what it saw
 stop() { ends "$(cat "$W/$1.pid")"; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
-# expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
+# expect <answered|silent> <token> <what> <output> [<answer>]: the probe must give the same result as in the
+# recorded run: the token back or not, and the same answer line ({token} for the token), who answered and how
 expect() {
+  local want=${5-}
+  want=${want//\{token\}/$2}
   case "$1" in
-    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"; echo "ok: $3 answered";;
+    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"
+      [ -z "$want" ] || grep -qxF -- "$want" <<<"$4" || fail "$3: expected the answer '$want', got: $(grep -F -- "$2" <<<"$4" | tail -1)"
+      echo "ok: $3 answered";;
     silent) ! grep -q -- "$2" <<<"$4" || fail "$3: expected no answer (the breakage did not show), got: $4"; echo "ok: $3 got no answer";;
   esac
 }
@@ -250,13 +255,13 @@ COMMIT
 NETNS_LAB_EOF
 
 phase "bridge-nf-call-iptables: evidence"
-expect answered "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.10:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.10:7 2>&1 || true)"
+expect answered "netns-lab-token1-$$" "evidence: tcp probe to 192.168.137.10:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.10:7 2>&1 || true)" '{token}'
 ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha reaches a device on the LAN: tcp ha -> 192.168.137.10:7: connected (token echoed) answer "netns-lab-token1-$$"
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
 ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 0e:b9:7d:bf:1e:17; br-mellanox: 0e:b9:7d:bf:1e:17
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 5e:04:fa:96:2d:17; br-mellanox: 5e:04:fa:96:2d:17
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
@@ -317,11 +322,11 @@ expect silent "netns-lab-token4-$$" "evidence: tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-nft-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.25964 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=25964 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.25964: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
-# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=25964 id=N
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 # that RST from 192.168.137.250:5000 is INVALID to conntrack too: FORWARD [invalid-rst] +n
 stop h10
@@ -334,7 +339,7 @@ ip netns exec $L-host iptables-nft -w -t raw -I PREROUTING 1 -i br-lan137 -j NOT
 phase "conntrack: proof"
 ip netns exec $L-host stdbuf -oL conntrack -E -o extended,id >"$W/h13" 2>&1 & PIDS+=($!); echo $! >"$W/h13.pid"   # conntrack event stream
 ready h13 '{ ip netns exec $L-host conntrack -I -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 -t 1; grep -q 127.0.0.254 "$LOG"; } >/dev/null 2>&1 && ip netns exec $L-host conntrack -D -p udp -s 127.0.0.254 -d 127.0.0.254 --sport 9 --dport 9 >/dev/null 2>&1'
-expect answered "netns-lab-token5-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect answered "netns-lab-token5-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token5-$$" "netns-lab-token5-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)" '{token}'
 ip netns exec $L-host iptables-nft-save -c
 # ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token5-$$"
 # no conntrack entry from 192.168.137.250:5000 in the reverse direction: none among n event(s)
@@ -358,7 +363,7 @@ phase "notrack-alone: fix"
 ip netns exec $L-host iptables-nft -w -t raw -I PREROUTING 1 -i br-lan137 -j NOTRACK
 
 phase "notrack-alone: proof"
-expect answered "netns-lab-token7-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)"
+expect answered "netns-lab-token7-$$" "proof: tcp probe to 192.168.137.250:5000" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 2>&1 || true)" '{token}'
 ip netns exec $L-host iptables-nft-save -c
 # ha's token comes back from the app through 192.168.137.250:5000: tcp ha -> 192.168.137.250:5000: connected (token echoed) answer "netns-lab-token7-$$"
 # NOTRACK keeps the frames crossing br-lan137 out of conntrack, so the DNAT happens as the SYN enters br-mellanox: PREROUTING [-i br-lan137 -j NOTRACK] +n, PREROUTING [nat-in-br-lan137] +0, PREROUTING [nat-in-br-mellanox] +n

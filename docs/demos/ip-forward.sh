@@ -76,10 +76,15 @@ ends() {
 }
 # stop <log>: stops a capture or event stream and shows what it saw
 stop() { ends "$(cat "$W/$1.pid")"; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
-# expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
+# expect <answered|silent> <token> <what> <output> [<answer>]: the probe must give the same result as in the
+# recorded run: the token back or not, and the same answer line ({token} for the token), who answered and how
 expect() {
+  local want=${5-}
+  want=${want//\{token\}/$2}
   case "$1" in
-    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"; echo "ok: $3 answered";;
+    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"
+      [ -z "$want" ] || grep -qxF -- "$want" <<<"$4" || fail "$3: expected the answer '$want', got: $(grep -F -- "$2" <<<"$4" | tail -1)"
+      echo "ok: $3 answered";;
     silent) ! grep -q -- "$2" <<<"$4" || fail "$3: expected no answer (the breakage did not show), got: $4"; echo "ok: $3 got no answer";;
   esac
 }
@@ -191,7 +196,7 @@ ip netns exec $L-host sysctl -qw net.ipv4.ip_forward=1
 phase "proof"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eth0-2.pcap --print -i eth0 'tcp or icmp' >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # capture on eth0
 ready h5 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
-expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "proof: tcp probe to 198.51.100.1:80" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-container socat -d -d - TCP:198.51.100.1:80 2>&1 || true)" '{token} from 198.51.100.2'
 ip netns exec $L-host iptables-nft-save -c -t mangle
 # the container's SYN now reaches POSTROUTING: [n:n] -s 192.168.122.10/32 -d 198.51.100.1/32 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m comment --comment syn-to-internet
 # the uplink capture sees the container's SYN forwarded, masqueraded to 198.51.100.2: 00:00:00.000000 IP 198.51.100.2.PORT1 > 198.51.100.1.80: Flags [S], seq N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0

@@ -81,10 +81,15 @@ ends() {
 }
 # stop <log>: stops a capture or event stream and shows what it saw
 stop() { ends "$(cat "$W/$1.pid")"; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
-# expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
+# expect <answered|silent> <token> <what> <output> [<answer>]: the probe must give the same result as in the
+# recorded run: the token back or not, and the same answer line ({token} for the token), who answered and how
 expect() {
+  local want=${5-}
+  want=${want//\{token\}/$2}
   case "$1" in
-    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"; echo "ok: $3 answered";;
+    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"
+      [ -z "$want" ] || grep -qxF -- "$want" <<<"$4" || fail "$3: expected the answer '$want', got: $(grep -F -- "$2" <<<"$4" | tail -1)"
+      echo "ok: $3 answered";;
     silent) ! grep -q -- "$2" <<<"$4" || fail "$3: expected no answer (the breakage did not show), got: $4"; echo "ok: $3 got no answer";;
   esac
 }
@@ -325,7 +330,7 @@ expect silent "netns-lab-token1-$$" "evidence: tcp probe to 114.154.19.19:8443" 
 ip netns exec $L-client ss -Htn state syn-sent dst 114.154.19.19
 # the pod's SYN-ACK, from 192.168.3.7:8443 after the de-NAT, goes into Meta: 00:00:00.000000 IP 192.168.3.7.8443 > 1.1.1.1.PORT1: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # the client is still in SYN-SENT after it: no SYN-ACK reached the client: 0      1      1.1.1.1:PORT1 114.154.19.19:8443
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)"
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 114.154.19.19:8100" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8100 2>&1 || true)" '{token} from 1.1.1.1'
 # in the same state the host's own :8100 answers the client: tcp client -> 114.154.19.19:8100: connected (token echoed) answer "netns-lab-token2-$$ from 1.1.1.1"
 stop h6
 
@@ -335,17 +340,17 @@ ip -n $L-host rule add iif cni0 goto 9010 pref 9000
 phase "exclude-interface: proof"
 ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0
 # the pod's reply to the client is routed by main again: via 192.168.3.1 dev eno2: 1.1.1.1 from 10.42.0.135 via 192.168.3.1 dev eno2 iif cni0
-expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect answered "netns-lab-token3-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)" '{token} from 1.1.1.1'
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token3-$$ from 1.1.1.1"
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-2.pcap --print -i Meta 'udp port 443' >"$W/h7" 2>&1 & PIDS+=($!); echo $! >"$W/h7.pid"   # capture on Meta
 ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'udp port 443' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eno2
 ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - UDP:1.1.1.1:443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # udp probe to 1.1.1.1:443
-# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558da2f7f000, 8192): Connection refused]
-# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558da2f7f000, 8192): Connection refused]
+# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559bf5ae8000, 8192): Connection refused]
+# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559bf5ae8000, 8192): Connection refused]
 ip netns exec $L-host nft list ruleset
-expect answered "netns-lab-token4-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)"
+expect answered "netns-lab-token4-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)" '{token} from 10.42.0.135'
 ip netns exec $L-host nft list ruleset
 # a connection the pod starts to 1.1.1.1:443 is still answered by mihomo's :43591: tcp pod -> 1.1.1.1:443: connected (token echoed) answer "netns-lab-token4-$$ from 10.42.0.135"; mihomo's redirect rule took n packet(s)
 stop h7
@@ -378,7 +383,7 @@ NETNS_LAB_EOF
 ip -n $L-host rule add fwmark 0x100 lookup main pref 5000
 
 phase "mark-replies: proof"
-expect answered "netns-lab-token6-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)"
+expect answered "netns-lab-token6-$$" "proof: tcp probe to 114.154.19.19:8443" "$(probe "netns-lab-token6-$$" "netns-lab-token6-$$" ip netns exec $L-client socat -d -d - TCP:114.154.19.19:8443 2>&1 || true)" '{token} from 1.1.1.1'
 # the client gets the pod's answer through 114.154.19.19:8443: tcp client -> 114.154.19.19:8443: connected (token echoed) answer "netns-lab-token6-$$ from 1.1.1.1"
 ip netns exec $L-host nft list ruleset
 # the pod's replies got the mark back from conntrack: restore-mark counter n packet(s)
@@ -387,7 +392,7 @@ ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0 mark 0x100
 ip -n $L-host route get 1.1.1.1 from 10.42.0.135 iif cni0
 # a packet from the pod without the mark is still routed into Meta: only the mark takes the replies out of table 2022: 1.1.1.1 from 10.42.0.135 via 198.18.0.2 dev Meta table 2022 iif cni0
 ip netns exec $L-host nft list ruleset
-expect answered "netns-lab-token7-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)"
+expect answered "netns-lab-token7-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)" '{token} from 10.42.0.135'
 ip netns exec $L-host nft list ruleset
 # a connection the pod starts to 1.1.1.1:443 is still answered by mihomo's :43591: tcp pod -> 1.1.1.1:443: connected (token echoed) answer "netns-lab-token7-$$ from 10.42.0.135"; mihomo's redirect rule took n packet(s)
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-Meta-4.pcap --print -i Meta 'udp port 443' >"$W/h11" 2>&1 & PIDS+=($!); echo $! >"$W/h11.pid"   # capture on Meta

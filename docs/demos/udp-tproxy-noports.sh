@@ -79,10 +79,15 @@ ends() {
 }
 # stop <log>: stops a capture or event stream and shows what it saw
 stop() { ends "$(cat "$W/$1.pid")"; echo "--- $1:"; grep -v 127.0.0.254 "$W/$1" || true; }
-# expect <answered|silent> <token> <what> <output>: the probe must give the same result as in the recorded run
+# expect <answered|silent> <token> <what> <output> [<answer>]: the probe must give the same result as in the
+# recorded run: the token back or not, and the same answer line ({token} for the token), who answered and how
 expect() {
+  local want=${5-}
+  want=${want//\{token\}/$2}
   case "$1" in
-    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"; echo "ok: $3 answered";;
+    answered) grep -q -- "$2" <<<"$4" || fail "$3: expected the token back, got: $(tail -2 <<<"$4")"
+      [ -z "$want" ] || grep -qxF -- "$want" <<<"$4" || fail "$3: expected the answer '$want', got: $(grep -F -- "$2" <<<"$4" | tail -1)"
+      echo "ok: $3 answered";;
     silent) ! grep -q -- "$2" <<<"$4" || fail "$3: expected no answer (the breakage did not show), got: $4"; echo "ok: $3 got no answer";;
   esac
 }
@@ -314,9 +319,9 @@ ip netns exec $L-host iptables-nft -w -t mangle -I PREROUTING 1 -s 10.8.0.0/24 -
 ip netns exec $L-host iptables-nft -w -t mangle -A PREROUTING -s 10.8.0.0/24 -p udp -m comment --comment udp-past-tproxy
 
 phase "evidence"
-expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token1-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token1-$$" "netns-lab-token1-$$" ip netns exec $L-c0 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)" '{token} from 203.0.113.10'
+expect answered "netns-lab-token2-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token2-$$" "netns-lab-token2-$$" ip netns exec $L-c1 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)" '{token} from 203.0.113.11'
+expect answered "netns-lab-token3-$$" "evidence: tcp probe to 198.51.100.7:7" "$(probe "netns-lab-token3-$$" "netns-lab-token3-$$" ip netns exec $L-c2 socat -d -d - TCP:198.51.100.7:7 2>&1 || true)" '{token} from 203.0.113.12'
 # each container's TCP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: tcp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token1-$$ from 203.0.113.10"; tcp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token2-$$ from 203.0.113.11"; tcp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token3-$$ from 203.0.113.12"
 ip netns exec $L-host iptables-nft-save -c
 # nat REDIRECT took each connection to v2ray (nat sees at least the first packet of each): n packet(s)
@@ -336,9 +341,9 @@ phase "fix"
 ip netns exec $L-host sysctl -qw net.bridge.bridge-nf-call-iptables=0
 
 phase "proof"
-expect answered "netns-lab-token7-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token8-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token8-$$" "netns-lab-token8-$$" ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
-expect answered "netns-lab-token9-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token9-$$" "netns-lab-token9-$$" ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)"
+expect answered "netns-lab-token7-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token7-$$" "netns-lab-token7-$$" ip netns exec $L-c0 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)" '{token} from 203.0.113.10'
+expect answered "netns-lab-token8-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token8-$$" "netns-lab-token8-$$" ip netns exec $L-c1 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)" '{token} from 203.0.113.11'
+expect answered "netns-lab-token9-$$" "proof: udp probe to 198.51.100.7:7" "$(probe "netns-lab-token9-$$" "netns-lab-token9-$$" ip netns exec $L-c2 socat -d -d - UDP:198.51.100.7:7 2>&1 || true)" '{token} from 203.0.113.12'
 # each container's UDP reaches 198.51.100.7:7 through its own exit, hk0/hk1/hk2: udp c0 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token7-$$ from 203.0.113.10"; udp c1 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token8-$$ from 203.0.113.11"; udp c2 -> 198.51.100.7:7: connected (token echoed) answer "netns-lab-token9-$$ from 203.0.113.12"; Udp NoPorts +0
 # Udp NoPorts stays put: Udp NoPorts +0
 # v2ray took each container's datagram into that container's tunnel: 10.8.0.10:PORT1 accepted udp:198.51.100.7:7 [hk0] | 10.8.0.11:PORT2 accepted udp:198.51.100.7:7 [hk1] | 10.8.0.12:PORT3 accepted udp:198.51.100.7:7 [hk2]
