@@ -1,4 +1,5 @@
 // Evidence from the kernel: packet captures, conntrack events, nft traces, SNMP/netstat counters.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Background } from './background.ts';
 import { inNetns, shellLine } from './exec.ts';
@@ -558,12 +559,12 @@ export function summarizeDrops(drops: Drop[]): string {
 export function traceDrops(host: Host, opts: { unnamed?: boolean } = {}): DropTracer | Unavailable {
   const tracing = dropTracing();
   if (typeof tracing === 'string') return { host, unavailable: tracing };
-  // nsenter, not `ip netns exec`: that remounts /sys for the namespace, and tracefs with it
+  // `ip netns exec` gives the command a mount namespace of its own, with a fresh /sys: tracefs is mounted there
   const proc = host.lab.spawn(
-    undefined,
-    ['nsenter', `--net=/run/netns/${host.ns}`, 'bpftrace', '-q', '-e', dropProgram(tracing.notSpecified, opts.unnamed === true)],
+    host,
+    ['sh', '-c', `${WITH_TRACEFS} && exec bpftrace -q -e "$0"`, dropProgram(tracing.notSpecified, opts.unnamed === true)],
     {
-      note: `drop reasons in ${host.name} (skb:kfree_skb), for the whole run`,
+      note: 'drop reasons (skb:kfree_skb), for the whole run',
       kind: 'tracer',
       shell: { ready: TRACING.shell, within: 'tracerStart' },
     },
@@ -581,17 +582,41 @@ export async function dropReasons(tracer: DropTracer | Unavailable): Promise<Dro
   return new DropWatch(tracer, process.hrtime.bigint());
 }
 
-const TRACEPOINT_FORMAT = '/sys/kernel/tracing/events/skb/kfree_skb/format';
+const TRACEFS = '/sys/kernel/tracing';
+const TRACEPOINT_FORMAT = `${TRACEFS}/events/skb/kfree_skb/format`;
+/** tracefs where it is not mounted: in the command's own mount namespace, never the machine's. */
+const WITH_TRACEFS = `mountpoint -q ${TRACEFS} || mount -t tracefs nodev ${TRACEFS}`;
+
+/** The tracepoint's format, from the machine's tracefs or, where none is mounted, a private mount of it. */
+function tracepointFormat(): string | undefined {
+  if (existsSync(TRACEPOINT_FORMAT)) return readFileSync(TRACEPOINT_FORMAT, 'utf8');
+  try {
+    return execFileSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `${WITH_TRACEFS} && cat ${TRACEPOINT_FORMAT}`], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+let tracing: ReturnType<typeof findDropTracing> | undefined;
 
 /**
  * Whether this machine can show drop reasons: bpftrace, BTF, tracefs, and a kernel whose skb:kfree_skb
  * has a reason (5.17 and later). The reason names by number, or why not (what the suite and the run say).
  */
 export function dropTracing(): { names: Map<number, string>; notSpecified: number } | string {
+  tracing ??= findDropTracing();
+  return tracing;
+}
+
+function findDropTracing(): { names: Map<number, string>; notSpecified: number } | string {
   if (!hasTool('bpftrace')) return 'bpftrace is not installed';
   if (!existsSync('/sys/kernel/btf/vmlinux')) return 'the kernel has no BTF (/sys/kernel/btf/vmlinux)';
-  if (!existsSync(TRACEPOINT_FORMAT)) return `no tracefs at /sys/kernel/tracing (${TRACEPOINT_FORMAT} is missing)`;
-  const names = parseDropReasons(readFileSync(TRACEPOINT_FORMAT, 'utf8'));
+  const format = tracepointFormat();
+  if (format === undefined) return `no tracefs: ${TRACEPOINT_FORMAT} is missing and tracefs could not be mounted`;
+  const names = parseDropReasons(format);
   const notSpecified = [...names].find(([, name]) => name === 'NOT_SPECIFIED')?.[0];
   if (notSpecified === undefined) return 'this kernel gives skb:kfree_skb no drop reason (it does from 5.17)';
   return { names, notSpecified };

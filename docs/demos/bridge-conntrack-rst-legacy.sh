@@ -228,16 +228,16 @@ COMMIT
 COMMIT
 NETNS_LAB_EOF
 ip netns exec $L-host iptables-legacy -w -A FORWARD -i br-mellanox -o br-mellanox -j ACCEPT
-nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+ip netns exec $L-app socat -d -d TCP-LISTEN:5000,reuseaddr,fork PIPE >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # echo server on tcp/5000
+ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+ip -n $L-ha link show eth0
+ip netns exec $L-host sh -c 'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing && exec bpftrace -q -e "$0"' 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
 tracepoint:skb:kfree_skb /args->protocol == 0x0800/ {
   $skb = (struct sk_buff *)args->skbaddr;
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s t=%llu\n", args->reason, ksym(args->location), $skb->dev->name, nsecs); } }
-END { clear(@netns); }' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # drop reasons in host (skb:kfree_skb), for the whole run
-READY_MS=$TRACER_START_MS ready h1 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
-ip netns exec $L-app socat -d -d TCP-LISTEN:5000,reuseaddr,fork PIPE >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # echo server on tcp/5000
-ready h2 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
-ip -n $L-ha link show eth0
+END { clear(@netns); }' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # drop reasons (skb:kfree_skb), for the whole run
+READY_MS=$TRACER_START_MS ready h2 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 ip netns exec $L-lan socat -d -d TCP-LISTEN:7,reuseaddr,fork PIPE >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # echo server on tcp/7
 ready h3 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
 
@@ -261,7 +261,7 @@ ip netns exec $L-ha ping -n -c 1 192.168.137.250
 # ha pings 192.168.137.250: icmp ha -> 192.168.137.250: connected (answered) answer "64 bytes from 192.168.137.250: icmp_seq=1 ttl=64 time=N ms"
 ip -n $L-ha neigh show 192.168.137.250
 ip -n $L-host link show br-mellanox
-# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 12:fc:b1:d4:ba:50; br-mellanox: 12:fc:b1:d4:ba:50
+# ha sends to 192.168.137.250 by br-mellanox's MAC, as in the write-up's log (arp_ignore=1 on br-lan137): ha's neighbour 192.168.137.250: 16:ba:d0:d0:d6:3c; br-mellanox: 16:ba:d0:d0:d6:3c
 ip netns exec $L-ha socat -d -d - TCP:192.168.137.250:5000 >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # Docker's DNAT to 172.18.0.4:5000 rewrites ha's SYN: DOCKER [-j DNAT] +n, PREROUTING [nat-in-br-lan137] +n, PREROUTING [nat-in-br-mellanox] +0
@@ -322,11 +322,11 @@ expect silent "netns-lab-token4-$$" "evidence: tcp probe to 192.168.137.250:5000
 ip netns exec $L-host iptables-legacy-save -c
 # the handshake completes: ha gets the SYN-ACK from 192.168.137.250:5000: 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [S.], seq N, ack N, win N, options [mss 1460,sackOK,TS val N ecr N,nop,wscale 10], length 0
 # crossing br-lan137 back, that SYN-ACK is INVALID to conntrack (a SYN-ACK for a tuple it never saw): it passes untracked: FORWARD [invalid-synack] +n
-# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.PORT3 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
-# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
-# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.PORT3: Flags [R], seq N, win N, length 0
+# the app's next segment reaches ha from 192.168.137.250, but from another port than 5000: 00:00:00.000000 IP 192.168.137.250.23600 > 192.168.137.248.PORT2: Flags [.], ack N, win N, options [nop,nop,TS val N ecr N], length 0
+# conntrack took that segment for a new connection from 192.168.137.250:5000; its reply tuple clashed with the original one, and the null NAT binding gave it that other port: [NEW] ipv4     2 tcp      6 300 ESTABLISHED src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=23600 id=N
+# ha has no socket for that port and answers with RST: 00:00:00.000000 IP 192.168.137.248.PORT2 > 192.168.137.250.23600: Flags [R], seq N, win N, length 0
 # the RST, its port restored by the same entry, resets the app: 00:00:00.000000 IP 192.168.137.248.PORT2 > 172.18.0.4.5000: Flags [R], seq N, win N, length 0
-# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=PORT3 id=N
+# conntrack destroys that entry and closes the original connection, as the write-up's last two events show: [DESTROY] ipv4     2 tcp      6 300 CLOSE src=192.168.137.250 dst=192.168.137.248 sport=5000 dport=PORT2 [UNREPLIED] src=192.168.137.248 dst=192.168.137.250 sport=PORT2 dport=23600 id=N
 # the app's RST from 192.168.137.250:5000 resets ha's established connection (curl: (56) Connection reset by peer): Tcp EstabResets +n in ha; 00:00:00.000000 IP 192.168.137.250.5000 > 192.168.137.248.PORT2: Flags [R], seq N, win N, length 0
 # that RST from 192.168.137.250:5000 is INVALID to conntrack too: FORWARD [invalid-rst] +n
 stop h10

@@ -160,12 +160,12 @@ link set veth-c up
 link set docker0 up
 NETNS_LAB_EOF
 ip netns exec $L-host iptables-nft -w -t mangle -A POSTROUTING -s 192.168.122.10 -d 198.51.100.1 -p tcp --syn -m comment --comment syn-to-internet
-nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+ip netns exec $L-host sh -c 'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing && exec bpftrace -q -e "$0"' 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
 tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
   $skb = (struct sk_buff *)args->skbaddr;
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s t=%llu\n", args->reason, ksym(args->location), $skb->dev->name, nsecs); } }
-END { clear(@netns); }' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # drop reasons in host (skb:kfree_skb), for the whole run
+END { clear(@netns); }' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # drop reasons (skb:kfree_skb), for the whole run
 READY_MS=$TRACER_START_MS ready h1 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 ip netns exec $L-internet socat -d -d TCP-LISTEN:80,reuseaddr,fork 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # whoami server on tcp/80
 ready h2 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'

@@ -176,13 +176,13 @@ ip netns exec $L-host stdbuf -oL nft monitor trace >"$W/h2" 2>&1 & PIDS+=($!); e
 ready h2 'ip netns exec $L-host cat /proc/net/netlink | grep -Eq "^[0-9a-f]+ +12 +$(cat "$LOG.pid") +[0-9a-f]{5}[13579bdf][0-9a-f]{2} "'
 expect silent "netns-lab-token1-$$" "evidence: curl -sSv http://127.0.0.1:80/netns-lab-token1-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token1-$$ 2>&1 || true)"
 # curl 127.0.0.1:80 on the host is refused: http host -> http://127.0.0.1:80: refused [* connect to 127.0.0.1 port 80 failed: Connection refused; curl: (7) Failed to connect to 127.0.0.1 port 80 after N ms: Couldn't connect to server]
-# nft trace shows the local SYN passing the prerouting hook on lo, still addressed to :80: trace id 4b3aaa7d ip filter prerouting packet: iif "lo" @ll,0,112 0x800 ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 23261 ip length 60 tcp sport 52656 tcp dport 80 tcp flags == syn tcp window 65495
+# nft trace shows the local SYN passing the prerouting hook on lo, still addressed to :80: trace id 883cdab8 ip filter prerouting packet: iif "lo" @ll,0,112 0x800 ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 33380 ip length 60 tcp sport 54168 tcp dport 80 tcp flags == syn tcp window 65495
 # the same trace has no nat prerouting line for it: its NAT was decided in output (a null binding where output has no nat rule), so conntrack does not run that chain: the local SYN traced in ip filter trace-output, ip filter trace-prerouting, ip filter prerouting
 ip netns exec $L-host nft list ruleset
 # the prerouting hook ran for the local SYN, its nat chain did not: the filter-type prerouting chain counted it, the nat chain's first rule, which counts everything, saw nothing: prerouting-filter-lo counter n packet(s); prerouting-chain 0, prerouting-redirect 0
 expect answered "netns-lab-token2-$$" "evidence: curl -sSv http://192.168.124.139:80/netns-lab-token2-$$" "$(ip netns exec $L-lan curl -sSv http://192.168.124.139:80/netns-lab-token2-$$ 2>&1 || true)" 'GET /{token} HTTP/1.1 served by 192.168.124.139 port 3000'
 # the LAN reaches 192.168.124.139:80 through the same rule: http lan -> http://192.168.124.139:80: connected (token echoed) answer "GET /netns-lab-token2-$$ HTTP/1.1 served by 192.168.124.139 port 3000"
-# the same trace shows the LAN's SYN in the nat prerouting chain, redirected by its rule: trace id 491fffad ip nat prerouting packet: iif "eth0" ether saddr 4a:42:ce:24:86:e7 ether daddr 66:b4:a2:46:91:fd ip saddr 192.168.124.2 ip daddr 192.168.124.139 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 47742 ip length 60 tcp sport 57136 tcp dport 80 tcp flags == syn tcp window 64240
+# the same trace shows the LAN's SYN in the nat prerouting chain, redirected by its rule: trace id 078f05d1 ip nat prerouting packet: iif "eth0" ether saddr c6:e9:d4:c3:5e:15 ether daddr e2:1f:67:51:46:43 ip saddr 192.168.124.2 ip daddr 192.168.124.139 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 42725 ip length 60 tcp sport 59326 tcp dport 80 tcp flags == syn tcp window 64240
 ip netns exec $L-host nft list ruleset
 # the chain ran for the LAN's connection, and the redirect rule counted it: prerouting-chain counter n packet(s), prerouting-redirect 1
 stop h2
@@ -205,7 +205,7 @@ expect answered "netns-lab-token3-$$" "proof: curl -sSv http://127.0.0.1:80/netn
 # curl 127.0.0.1:80 on the host gets the :3000 service: http host -> http://127.0.0.1:80: connected (token echoed) answer "GET /netns-lab-token3-$$ HTTP/1.1 served by 127.0.0.1 port 3000"
 ip netns exec $L-host nft list ruleset
 # the output-hook rule redirected it: counter n packet(s)
-# nft trace shows the local SYN in the nat output hook, redirected by the fix's rule, and entering prerouting already addressed to :3000: trace id cb4bdfae ip nat output packet: oif "lo" ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 32143 ip length 60 tcp sport 52668 tcp dport 80 tcp flags == syn tcp window 65495
+# nft trace shows the local SYN in the nat output hook, redirected by the fix's rule, and entering prerouting already addressed to :3000: trace id 91769c09 ip nat output packet: oif "lo" ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 47682 ip length 60 tcp sport 54178 tcp dport 80 tcp flags == syn tcp window 65495
 # and no nat prerouting line for it: NAT was decided in output: the local SYN traced in ip filter trace-output, ip nat output, ip filter trace-prerouting, ip filter prerouting
 ip netns exec $L-host nft list ruleset
 # the prerouting rule still saw only the LAN: counter n packet(s) before the local connection, 1 after

@@ -347,8 +347,8 @@ ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'udp port 443' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eno2
 ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - UDP:1.1.1.1:443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # udp probe to 1.1.1.1:443
-# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559bf5ae8000, 8192): Connection refused]
-# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x559bf5ae8000, 8192): Connection refused]
+# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558177ff3000, 8192): Connection refused]
+# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558177ff3000, 8192): Connection refused]
 ip netns exec $L-host nft list ruleset
 expect answered "netns-lab-token4-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)" '{token} from 10.42.0.135'
 ip netns exec $L-host nft list ruleset

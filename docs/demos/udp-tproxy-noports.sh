@@ -278,19 +278,19 @@ ip -n $L-c2 route add default via 10.8.0.1
 ip -n $L-hk0 route add default via 203.0.113.1
 ip -n $L-hk1 route add default via 203.0.113.1
 ip -n $L-hk2 route add default via 203.0.113.1
-nsenter --net=/run/netns/$L-host bpftrace -q -e 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
+ip netns exec $L-hk0 v2ray -config $W/hk0.json >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # v2ray on hk0: socks in, freedom out
+ready h1 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
+ip netns exec $L-hk1 v2ray -config $W/hk1.json >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # v2ray on hk1: socks in, freedom out
+ready h2 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
+ip netns exec $L-hk2 v2ray -config $W/hk2.json >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # v2ray on hk2: socks in, freedom out
+ready h3 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
+ip netns exec $L-host sh -c 'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing && exec bpftrace -q -e "$0"' 'BEGIN { @netns = curtask->nsproxy->net_ns->ns.inum; printf("tracing\n"); }
 tracepoint:skb:kfree_skb /args->protocol == 0x0800 && args->reason != 2/ {
   $skb = (struct sk_buff *)args->skbaddr;
   if ($skb->dev != 0 && $skb->dev->nd_net.net->ns.inum == @netns) {
     printf("drop reason=%d location=%s dev=%s t=%llu\n", args->reason, ksym(args->location), $skb->dev->name, nsecs); } }
-END { clear(@netns); }' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # drop reasons in host (skb:kfree_skb), for the whole run
-READY_MS=$TRACER_START_MS ready h1 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
-ip netns exec $L-hk0 v2ray -config $W/hk0.json >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # v2ray on hk0: socks in, freedom out
-ready h2 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
-ip netns exec $L-hk1 v2ray -config $W/hk1.json >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # v2ray on hk1: socks in, freedom out
-ready h3 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
-ip netns exec $L-hk2 v2ray -config $W/hk2.json >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # v2ray on hk2: socks in, freedom out
-ready h4 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
+END { clear(@netns); }' >"$W/h4" 2>&1 & PIDS+=($!); echo $! >"$W/h4.pid"   # drop reasons (skb:kfree_skb), for the whole run
+READY_MS=$TRACER_START_MS ready h4 'grep -Eq '"'"'^tracing$'"'"' "$LOG"'
 ip netns exec $L-host v2ray -config $W/host.json >"$W/h5" 2>&1 & PIDS+=($!); echo $! >"$W/h5.pid"   # v2ray: dokodemo-door on 10.8.0.1:10900, a socks tunnel per container
 ready h5 'grep -Eq '"'"'V2Ray [^ ]+ started'"'"' "$LOG"'
 ip netns exec $L-inet socat -d -d TCP-LISTEN:7,reuseaddr,fork,bind=198.51.100.7 'SYSTEM:read line; echo $line from $SOCAT_PEERADDR' >"$W/h6" 2>&1 & PIDS+=($!); echo $! >"$W/h6.pid"   # whoami server on tcp/198.51.100.7:7
