@@ -365,7 +365,8 @@ export class Lab implements AsyncDisposable {
   async teardown(): Promise<void> {
     if (this.torndown) return;
     this.phase = 'teardown';
-    await Promise.all([...this.processes.keys()].reverse().map((p) => this.stop(p)));
+    // a tracer's END has nothing left to say: killed, it is gone at once (bpftrace takes ~200 ms over a TERM)
+    await Promise.all([...this.processes.keys()].reverse().map((p) => this.stop(p, p.step?.kind === 'tracer' ? 'SIGKILL' : 'SIGTERM')));
     // a host still being created (its topology step failed beside it) appears only once `ip netns add` returns
     await Promise.allSettled(this.creating);
     const present = new Set(listNamespaces());
