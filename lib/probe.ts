@@ -203,3 +203,36 @@ export async function serve(host: Host, proto: 'tcp' | 'udp', listen: string | n
     ready: 'listening on|receiving on',
   });
 }
+
+/** The unprivileged user the write-ups' user-level services run as: it may not bind ports below 1024. */
+export const UNPRIVILEGED = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] as const;
+
+const CADDY_BODY = '{http.request.method} {http.request.uri} served by caddy';
+
+/**
+ * caddy as an unprivileged user, as write-up 002 runs it, answering every request on `port` with its
+ * method and path (the probe's token): `caddy respond`, no config file, no admin endpoint.
+ */
+export function caddy(host: Host, port: number): Promise<Background> {
+  return host.start([...UNPRIVILEGED, 'caddy', 'respond', '--listen', `:${port}`, '--body', CADDY_BODY], {
+    note: `caddy (user nobody) on tcp/${port}`,
+    ready: 'Server address: ',
+  });
+}
+
+/**
+ * Tries to start caddy as the unprivileged user on `port`, once: the bind error it exits with, or that it
+ * listened. `timeout` ends it if it does (the same command in a demo script must not hang).
+ */
+export async function caddyTriesToListen(host: Host, port: number): Promise<{ denied: boolean; said: string }> {
+  const res = await host.exec(['timeout', '10', ...UNPRIVILEGED, 'caddy', 'respond', '--listen', `:${port}`, '--body', 'x'], {
+    check: false,
+  });
+  const error = res.stderr.split('\n').find((l) => l.includes(`listen tcp :${port}`));
+  if (error) return { denied: /bind: permission denied/.test(error), said: error.trim() };
+  const last = res.stderr.trim().split('\n').at(-1);
+  return {
+    denied: false,
+    said: res.exitCode === 124 ? `caddy listened on :${port} until timeout ended it` : `caddy exited ${res.exitCode}: ${last}`,
+  };
+}

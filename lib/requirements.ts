@@ -143,6 +143,7 @@ const VERSION_ARGS: Partial<Record<Tool, string[]>> = {
   socat: ['-V'],
   curl: ['-V'],
   v2ray: ['version'],
+  caddy: ['version'],
   ping: ['-V'],
 };
 

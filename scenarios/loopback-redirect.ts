@@ -1,7 +1,7 @@
 /*
  * loopback-redirect: an nftables prerouting redirect does not apply to the host's own traffic.
- * Write-up 002: `tcp dport 80 redirect to :3000` in prerouting works from the LAN, but
- * `curl 127.0.0.1:80` on the host is refused. The write-up says local packets go OUTPUT -> INPUT and
+ * Write-up 002: caddy runs as an ordinary user, so it cannot listen on :80; `tcp dport 80 redirect to
+ * :3000` in prerouting works from the LAN, but `curl 127.0.0.1:80` on the host is refused. The write-up says local packets go OUTPUT -> INPUT and
  * never pass prerouting. Its own tool, nftrace, shows more exactly: the looped-back SYN does pass the
  * prerouting hook (a filter-type chain there counts it, still addressed to :80), but NAT is decided
  * once per connection, at its first nat hook (output), so conntrack never runs the nat prerouting
@@ -11,7 +11,7 @@
  */
 import { type NftTrace, nftTrace, type TraceEvent, tracedField } from '../lib/evidence.ts';
 import { counterOf, Nft } from '../lib/firewall.ts';
-import { describeProbe, http, serve } from '../lib/probe.ts';
+import { caddy, caddyTriesToListen, describeProbe, http } from '../lib/probe.ts';
 import { defineScenario } from '../lib/scenario.ts';
 import { veth, words } from '../lib/topology.ts';
 
@@ -52,14 +52,14 @@ export default defineScenario({
                                   lo 127.0.0.1        :3000 http (caddy, unprivileged)
                                   nat prerouting: tcp dport 80 redirect to :3000
                                   filter prerouting: counts SYNs from lo`,
-  requires: { tools: ['ip', 'nft', 'socat', 'curl', 'stdbuf'] },
+  requires: { tools: ['ip', 'nft', 'socat', 'curl', 'stdbuf', 'caddy', { command: 'setpriv', install: 'apt-get install -y util-linux' }] },
 
   async topology(lab) {
     const { lan, host } = await lab.hostsNamed('lan', 'host');
     const nft = new Nft(host);
     await Promise.all([
       veth([lan, 'eth0', '192.168.124.2/24'], [host, 'eth0', `${HOST}/24`]),
-      serve(host, 'tcp', 3000, 'http'),
+      caddy(host, 3000),
       // The nat table the write-up adds its rule to, its first rule counting everything: the redirect's
       // own counter cannot tell "the chain never ran" from "the rule did not match". The filter table
       // is how the lab watches: the write-up's nftrace, set on the SYNs to :80 before conntrack and NAT
@@ -104,6 +104,9 @@ export default defineScenario({
   },
 
   async evidence({ lan, host, nft }, check) {
+    // why the write-up redirects at all: ports below 1024 are for root
+    const bind80 = await caddyTriesToListen(host, 80);
+    check.contrast(bind80.denied, 'caddy as an unprivileged user cannot listen on :80', bind80.said);
     const trace = await nftTrace(host);
     const local = await http(host, 'http://127.0.0.1:80');
     check.that(local.outcome === 'refused', 'curl 127.0.0.1:80 on the host is refused', describeProbe(local));

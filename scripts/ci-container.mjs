@@ -33,6 +33,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { installQuietly } from './apt.mjs';
 import { exitUnlessRoot } from './as-root.mjs';
 
 $.verbose = false;
@@ -61,23 +62,8 @@ await phase('install', async () => {
   if (!existsSync('/usr/share/keyrings/debian-archive-keyring.gpg')) missing.push('debian-archive-keyring');
   if (!missing.length) return say('docker.io and debootstrap present');
   say(`installing ${missing.join(' ')}`);
-  // policy-rc.d 101: the packages' maintainer scripts may not start services (the docker service
-  // would start an engine with default flags, which changes the root network namespace).
-  const policy = '/usr/sbin/policy-rc.d';
-  const ownPolicy = !existsSync(policy);
-  if (ownPolicy)
-    writeFileSync(policy, '#!/bin/sh\n# netns-lab ci-container: no service starts during install\nexit 101\n', { mode: 0o755 });
-  try {
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    await $({ env })`apt-get update -qq`;
-    await $({ env })`apt-get install -y -qq --no-install-recommends ${missing}`;
-    // nor at the next boot: an engine with default flags would add docker0, NAT rules and ip_forward=1
-    if (missing.includes('docker.io') && (await which('systemctl', { nothrow: true }))) {
-      await $`systemctl disable docker.service docker.socket containerd.service`.nothrow();
-    }
-  } finally {
-    if (ownPolicy) unlinkSync(policy);
-  }
+  // the docker service would start an engine with default flags, which changes the root network namespace
+  await installQuietly(missing);
 });
 
 // ---- 2. an engine of our own --------------------------------------------------------------------

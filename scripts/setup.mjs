@@ -3,6 +3,7 @@
 //   npx --yes zx@8.8.5 scripts/setup.mjs              install what is missing, run the scenarios
 //   npx --yes zx@8.8.5 scripts/setup.mjs --install-only
 import { existsSync, readFileSync } from 'node:fs';
+import { installQuietly } from './apt.mjs';
 import { exitUnlessRoot } from './as-root.mjs';
 
 // zx globals: $, argv, cd, chalk, echo, which (no import: this runs before node_modules exists)
@@ -29,9 +30,8 @@ const missing = [];
 for (const [tool, pkg] of Object.entries(PACKAGES)) if (!(await which(tool, { nothrow: true }))) missing.push(pkg);
 if (missing.length) {
   const pkgs = [...new Set(missing)];
-  echo(`setup: installing ${pkgs.join(' ')}`);
-  await $({ env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })`apt-get update -qq`;
-  await $({ env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } })`apt-get install -y -qq --no-install-recommends ${pkgs}`;
+  echo(`setup: installing ${pkgs.join(' ')} (no service of theirs is started or enabled)`);
+  await installQuietly(pkgs);
 } else {
   echo('setup: Debian packages present');
 }

@@ -165,24 +165,26 @@ table ip filter {
   }
 }
 NETNS_LAB_EOF
-ip netns exec $L-host socat -d -d TCP-LISTEN:3000,reuseaddr,fork 'SYSTEM:read line; echo HTTP/1.0 200 OK; echo; echo $line served by $SOCAT_SOCKADDR port $SOCAT_SOCKPORT' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # http server on tcp/3000
-ready h1 'grep -Eq '"'"'listening on|receiving on'"'"' "$LOG"'
+ip netns exec $L-host setpriv --reuid=nobody --regid=nogroup --clear-groups caddy respond --listen :3000 --body '{http.request.method} {http.request.uri} served by caddy' >"$W/h1" 2>&1 & PIDS+=($!); echo $! >"$W/h1.pid"   # caddy (user nobody) on tcp/3000
+ready h1 'grep -Eq '"'"'Server address: '"'"' "$LOG"'
 
 phase "break"
 ip netns exec $L-host nft add rule ip nat prerouting tcp dport 80 counter redirect to :3000 comment '"prerouting-redirect"'
 
 phase "evidence"
+ip netns exec $L-host timeout 10 setpriv --reuid=nobody --regid=nogroup --clear-groups caddy respond --listen :80 --body x || true
+# caddy as an unprivileged user cannot listen on :80: Error: loading new config: http app module: start: listening on :80: listen tcp :80: bind: permission denied
 ip netns exec $L-host stdbuf -oL nft monitor trace >"$W/h2" 2>&1 & PIDS+=($!); echo $! >"$W/h2.pid"   # nft trace stream
 ready h2 'ip netns exec $L-host cat /proc/net/netlink | grep -Eq "^[0-9a-f]+ +12 +$(cat "$LOG.pid") +[0-9a-f]{5}[13579bdf][0-9a-f]{2} "'
 expect silent "netns-lab-token1-$$" "evidence: curl -sSv http://127.0.0.1:80/netns-lab-token1-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token1-$$ 2>&1 || true)"
 # curl 127.0.0.1:80 on the host is refused: http host -> http://127.0.0.1:80: refused [* connect to 127.0.0.1 port 80 failed: Connection refused; curl: (7) Failed to connect to 127.0.0.1 port 80 after N ms: Couldn't connect to server]
-# nft trace shows the local SYN passing the prerouting hook on lo, still addressed to :80: trace id 883cdab8 ip filter prerouting packet: iif "lo" @ll,0,112 0x800 ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 33380 ip length 60 tcp sport 54168 tcp dport 80 tcp flags == syn tcp window 65495
+# nft trace shows the local SYN passing the prerouting hook on lo, still addressed to :80: trace id 1b249e24 ip filter prerouting packet: iif "lo" @ll,0,112 0x800 ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 31040 ip length 60 tcp sport 42574 tcp dport 80 tcp flags == syn tcp window 65495
 # the same trace has no nat prerouting line for it: its NAT was decided in output (a null binding where output has no nat rule), so conntrack does not run that chain: the local SYN traced in ip filter trace-output, ip filter trace-prerouting, ip filter prerouting
 ip netns exec $L-host nft list ruleset
 # the prerouting hook ran for the local SYN, its nat chain did not: the filter-type prerouting chain counted it, the nat chain's first rule, which counts everything, saw nothing: prerouting-filter-lo counter n packet(s); prerouting-chain 0, prerouting-redirect 0
-expect answered "netns-lab-token2-$$" "evidence: curl -sSv http://192.168.124.139:80/netns-lab-token2-$$" "$(ip netns exec $L-lan curl -sSv http://192.168.124.139:80/netns-lab-token2-$$ 2>&1 || true)" 'GET /{token} HTTP/1.1 served by 192.168.124.139 port 3000'
-# the LAN reaches 192.168.124.139:80 through the same rule: http lan -> http://192.168.124.139:80: connected (token echoed) answer "GET /netns-lab-token2-$$ HTTP/1.1 served by 192.168.124.139 port 3000"
-# the same trace shows the LAN's SYN in the nat prerouting chain, redirected by its rule: trace id 078f05d1 ip nat prerouting packet: iif "eth0" ether saddr c6:e9:d4:c3:5e:15 ether daddr e2:1f:67:51:46:43 ip saddr 192.168.124.2 ip daddr 192.168.124.139 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 42725 ip length 60 tcp sport 59326 tcp dport 80 tcp flags == syn tcp window 64240
+expect answered "netns-lab-token2-$$" "evidence: curl -sSv http://192.168.124.139:80/netns-lab-token2-$$" "$(ip netns exec $L-lan curl -sSv http://192.168.124.139:80/netns-lab-token2-$$ 2>&1 || true)" 'GET /{token} served by caddy'
+# the LAN reaches 192.168.124.139:80 through the same rule: http lan -> http://192.168.124.139:80: connected (token echoed) answer "GET /netns-lab-token2-$$ served by caddy"
+# the same trace shows the LAN's SYN in the nat prerouting chain, redirected by its rule: trace id 8db378d5 ip nat prerouting packet: iif "eth0" ether saddr da:be:dc:e2:ef:8c ether daddr 4a:f7:29:a3:d4:67 ip saddr 192.168.124.2 ip daddr 192.168.124.139 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 17363 ip length 60 tcp sport 59704 tcp dport 80 tcp flags == syn tcp window 64240
 ip netns exec $L-host nft list ruleset
 # the chain ran for the LAN's connection, and the redirect rule counted it: prerouting-chain counter n packet(s), prerouting-redirect 1
 stop h2
@@ -201,11 +203,11 @@ phase "proof"
 ip netns exec $L-host stdbuf -oL nft monitor trace >"$W/h3" 2>&1 & PIDS+=($!); echo $! >"$W/h3.pid"   # nft trace stream
 ready h3 'ip netns exec $L-host cat /proc/net/netlink | grep -Eq "^[0-9a-f]+ +12 +$(cat "$LOG.pid") +[0-9a-f]{5}[13579bdf][0-9a-f]{2} "'
 ip netns exec $L-host nft list ruleset
-expect answered "netns-lab-token3-$$" "proof: curl -sSv http://127.0.0.1:80/netns-lab-token3-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token3-$$ 2>&1 || true)" 'GET /{token} HTTP/1.1 served by 127.0.0.1 port 3000'
-# curl 127.0.0.1:80 on the host gets the :3000 service: http host -> http://127.0.0.1:80: connected (token echoed) answer "GET /netns-lab-token3-$$ HTTP/1.1 served by 127.0.0.1 port 3000"
+expect answered "netns-lab-token3-$$" "proof: curl -sSv http://127.0.0.1:80/netns-lab-token3-$$" "$(ip netns exec $L-host curl -sSv http://127.0.0.1:80/netns-lab-token3-$$ 2>&1 || true)" 'GET /{token} served by caddy'
+# curl 127.0.0.1:80 on the host gets the :3000 service: http host -> http://127.0.0.1:80: connected (token echoed) answer "GET /netns-lab-token3-$$ served by caddy"
 ip netns exec $L-host nft list ruleset
 # the output-hook rule redirected it: counter n packet(s)
-# nft trace shows the local SYN in the nat output hook, redirected by the fix's rule, and entering prerouting already addressed to :3000: trace id 91769c09 ip nat output packet: oif "lo" ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 47682 ip length 60 tcp sport 54178 tcp dport 80 tcp flags == syn tcp window 65495
+# nft trace shows the local SYN in the nat output hook, redirected by the fix's rule, and entering prerouting already addressed to :3000: trace id 2fc78461 ip nat output packet: oif "lo" ip saddr 127.0.0.1 ip daddr 127.0.0.1 ip dscp cs0 ip ecn not-ect ip ttl 64 ip id 16532 ip length 60 tcp sport 42582 tcp dport 80 tcp flags == syn tcp window 65495
 # and no nat prerouting line for it: NAT was decided in output: the local SYN traced in ip filter trace-output, ip nat output, ip filter trace-prerouting, ip filter prerouting
 ip netns exec $L-host nft list ruleset
 # the prerouting rule still saw only the LAN: counter n packet(s) before the local connection, 1 after
