@@ -11,7 +11,7 @@ ARG NODE_IMAGE=node:24-bookworm-slim
 FROM ${NODE_IMAGE}
 
 # Debian packages the scenarios use (keep on one line: build-offline-image.mjs parses it).
-ARG PACKAGES="iproute2 iputils-ping nftables iptables tcpdump conntrack socat curl procps v2ray bpftrace caddy ca-certificates"
+ARG PACKAGES="iproute2 iputils-ping nftables iptables tcpdump conntrack socat curl procps v2ray bpftrace caddy containernetworking-plugins ca-certificates"
 ARG PNPM_VERSION=10.34.9
 
 RUN apt-get update \

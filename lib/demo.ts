@@ -104,8 +104,15 @@ function sections(steps: Step[], prefix: string): Section[] {
 const looksLikeJson = (text: string) => /^\s*[[{]/.test(text);
 const isIpBatch = (s: Step) => / -batch -$/.test(s.line);
 
+/**
+ * A here-document, taken literally, unless the text names the script's namespaces, directory or tokens
+ * (`$L-`, `$W`, `$$`: a plugin's config holding a path): then the shell expands those, and only those.
+ */
 function heredoc(line: string, input: string): string {
-  return `${line} <<'NETNS_LAB_EOF'\n${input.replace(/\n$/, '')}\nNETNS_LAB_EOF`;
+  const text = input.replace(/\n$/, '');
+  if (!/\$(?:L-|W\b|\$)/.test(text)) return `${line} <<'NETNS_LAB_EOF'\n${text}\nNETNS_LAB_EOF`;
+  const escaped = text.replace(/\$(?:L-|W\b|\$)|[$\\`]/g, (m) => (m.length > 1 ? m : `\\${m}`));
+  return `${line} <<NETNS_LAB_EOF\n${escaped}\nNETNS_LAB_EOF`;
 }
 
 // ---------------------------------------------------------------- reading order
@@ -167,6 +174,8 @@ function rank(step: Step): number {
     if (/^(addr|link set)/.test(first)) return 4;
     return 9;
   }
+  // a CNI plugin makes the pod's bridge and veth, then its rules: read with the bridges
+  if (/ CNI_COMMAND=/.test(step.line)) return 5;
   if (/ (nft|iptables\S*) /.test(step.line)) return 7;
   if (step.file) return 1;
   return 9;

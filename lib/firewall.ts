@@ -114,11 +114,13 @@ export class Nft {
   }
 }
 
-export type IptablesBackend = 'nft' | 'legacy';
+/** `machine`: whichever `iptables` the machine's alternatives choose, the one CNI plugins call. */
+export type IptablesBackend = 'nft' | 'legacy' | 'machine';
 
 export const IPTABLES_BACKENDS: Record<IptablesBackend, { iptables: string; save: string }> = {
   nft: { iptables: 'iptables-nft', save: 'iptables-nft-save' },
   legacy: { iptables: 'iptables-legacy', save: 'iptables-legacy-save' },
+  machine: { iptables: 'iptables', save: 'iptables-save' },
 };
 
 export class Iptables {

@@ -1,6 +1,7 @@
 // netns-lab's vocabulary, as the package exports it: what a scenario of your own is written in.
 //   import { defineScenario, veth, Nft, capture, tcp, serve } from 'netns-lab';
 export type { Background, Line } from './background.ts';
+export { CNI_PATH, type CniAttachment, type CniNetwork, type CniPlugin, type CniResult, cniAdd } from './cni.ts';
 export {
   type Capture,
   type ConntrackEvent,
@@ -39,6 +40,8 @@ export { CommandError, type RunResult } from './exec.ts';
 export { type Counted, counterOf, counterWhere, Iptables, type IptablesBackend, Nft, type RuleCounter, type RuleRef } from './firewall.ts';
 export { Lab } from './lab.ts';
 export {
+  caddy,
+  caddyTriesToListen,
   describeProbe,
   http,
   type ProbeOptions,

@@ -159,6 +159,8 @@ export class Lab implements AsyncDisposable {
   private kernelDefaults?: string;
   /** Pids of `ip netns add` still running: a namespace they make after teardown would outlive its record. */
   private readonly adding = new Set<number>();
+  /** What a component undoes when the lab ends (a CNI DEL), last registered first. */
+  private readonly undo: (() => Promise<void>)[] = [];
 
   private constructor(readonly scenario: string) {
     this.id = randomBytes(3).toString('hex');
@@ -361,10 +363,16 @@ export class Lab implements AsyncDisposable {
     return [...sections, ...helpers].join('\n\n');
   }
 
-  /** Reverse-order teardown: processes first (they hold namespaces), then namespaces. */
+  /** Registers what a component undoes at teardown, before its helpers stop and its namespaces go (a runtime's CNI DEL). */
+  atTeardown(undo: () => Promise<void>): void {
+    this.undo.push(undo);
+  }
+
+  /** Reverse-order teardown: what components undo, processes (they hold namespaces), then namespaces. */
   async teardown(): Promise<void> {
     if (this.torndown) return;
     this.phase = 'teardown';
+    for (const undo of this.undo.splice(0).reverse()) await undo().catch(() => {});
     // a tracer's END has nothing left to say: killed, it is gone at once (bpftrace takes ~200 ms over a TERM)
     await Promise.all([...this.processes.keys()].reverse().map((p) => this.stop(p, p.step?.kind === 'tracer' ? 'SIGKILL' : 'SIGTERM')));
     // a host still being created (its topology step failed beside it) appears only once `ip netns add` returns
@@ -381,7 +389,7 @@ export class Lab implements AsyncDisposable {
     this.finish();
   }
 
-  /** The same teardown without awaiting: for signal and exit handlers. */
+  /** The same teardown without awaiting: for signal and exit handlers. What components undo is left to the namespaces' deletion. */
   teardownSync(): void {
     if (this.torndown) return;
     // a zombie counts as gone: startTime is undefined for it

@@ -64,16 +64,19 @@ function kernelConfigHas(option: string): boolean {
   }
 }
 
-/** Whether `tool` is an executable on PATH (looked up without spawning a shell). */
+/** Whether `tool` is an executable on PATH, or at its path when it has one (looked up without spawning a shell). */
 export function hasTool(tool: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((dir) => {
-    try {
-      accessSync(join(dir || '.', tool), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
+  if (tool.includes('/')) return isExecutable(tool);
+  return (process.env.PATH ?? '').split(':').some((dir) => isExecutable(join(dir || '.', tool)));
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export interface Missing {
@@ -138,6 +141,7 @@ const VERSION_ARGS: Partial<Record<Tool, string[]>> = {
   nft: ['-v'],
   'iptables-nft': ['-V'],
   'iptables-legacy': ['-V'],
+  iptables: ['-V'],
   tcpdump: ['--version'],
   conntrack: ['-V'],
   socat: ['-V'],
@@ -147,9 +151,13 @@ const VERSION_ARGS: Partial<Record<Tool, string[]>> = {
   ping: ['-V'],
 };
 
-/** The version line a tool prints (its first line with a dotted number), or why there is none. */
+/**
+ * The version line a tool prints (its first line with a dotted number), or why there is none. A tool
+ * known by its path (a CNI plugin, which Debian builds without a version of its own): its package's version.
+ */
 export function toolVersion(tool: Tool): string {
   if (!hasTool(tool)) return 'missing';
+  if (tool.includes('/')) return packageVersion(TOOLS[tool]);
   try {
     const out = execFileSync(tool, VERSION_ARGS[tool] ?? ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return (out.split('\n').find((l) => /\d+\.\d+/.test(l)) ?? out.split('\n')[0] ?? '').trim();
@@ -165,4 +173,13 @@ export function toolVersion(tool: Tool): string {
 /** The versions a result depends on: every known tool. */
 export function toolVersions(): Record<string, string> {
   return Object.fromEntries((Object.keys(TOOLS) as Tool[]).filter((t) => t !== 'stdbuf' && t !== 'sysctl').map((t) => [t, toolVersion(t)]));
+}
+
+function packageVersion(pkg: string): string {
+  try {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format
+    return `${pkg} ${execFileSync('dpkg-query', ['-W', '-f', '${Version}', pkg], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()}`;
+  } catch {
+    return 'present (no Debian package recorded)';
+  }
 }

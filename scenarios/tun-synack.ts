@@ -24,12 +24,17 @@
  * completed handshake most likely came from something on the author's client side (a proxy or tun of
  * its own answering the SYN); the write-up does not show it, so it is not reproduced.
  *
+ * The pod's network is k3s's, made by the CNI plugins themselves (bridge, host-local, portmap), so the
+ * hostPort's chains are portmap's own; mihomo is not packaged, so its rules are written as it writes them.
+ *
  * rp_filter is 2 on the host, as Ubuntu ships it (a fresh namespace copies the machine's
  * values). With strict rp_filter (1) the client's SYN is already dropped on eno2, because the
  * reverse route to 1.1.1.1 also points into Meta: a different failure.
  */
+
+import { CNI_PATH, type CniNetwork, cniAdd } from '../lib/cni.ts';
 import { capture, isSynAck, type Packet, type RouteDecision, routeGet } from '../lib/evidence.ts';
-import { counterWhere, Nft } from '../lib/firewall.ts';
+import { counterWhere, Iptables, Nft } from '../lib/firewall.ts';
 import { describeProbe, serve, tcp, udp } from '../lib/probe.ts';
 import { cidrComplement } from '../lib/routes.ts';
 import { type Check, defineScenario } from '../lib/scenario.ts';
@@ -54,6 +59,28 @@ export const ROUTE_EXCLUDE = [
   '172.16.0.0/12',
   '192.168.0.0/16',
 ];
+
+/**
+ * k3s's CNI config as flannel hands it to the bridge plugin (flannel's delegate: isDefaultGateway,
+ * hairpinMode, forceAddress), the node's pod subnet for host-local, then portmap for hostPorts.
+ */
+const K3S_NETWORK: CniNetwork = {
+  cniVersion: '1.0.0',
+  name: 'cbr0',
+  plugins: [
+    {
+      type: 'bridge',
+      bridge: 'cni0',
+      isGateway: true,
+      isDefaultGateway: true,
+      hairpinMode: true,
+      forceAddress: true,
+      ipMasq: false,
+      ipam: { type: 'host-local', ranges: [[{ subnet: '10.42.0.0/24' }]], routes: [{ dst: '10.42.0.0/16' }] },
+    },
+    { type: 'portmap', capabilities: { portMappings: true }, snat: true },
+  ],
+};
 
 interface Ctx {
   client: Host;
@@ -143,18 +170,18 @@ export default defineScenario<Ctx>({
   :443 API        lan0 192.168.3.1/24 ══ eno2 192.168.3.7/24
                   dnat :8443,:8100       default via 192.168.3.1
                   masquerade lan         :8100 host service
-                                         ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
-                                         CNI-HOSTPORT-DNAT :8443           :8443 service
+                                         ─[cni0 10.42.0.1/24]─ veth… ══ eth0 10.42.0.135/24
+                                         CNI-HOSTPORT-DNAT :8443        :8443 service
+                                         (the CNI bridge and portmap plugins)
                                          Meta 198.18.0.1/30 (mihomo's tun)
                                          inet mihomo: tcp redirect to :43591`,
-  requires: { tools: ['ip', 'nft', 'tcpdump', 'socat', 'sysctl'], features: ['tun'] },
+  requires: { tools: ['ip', 'nft', 'iptables', 'tcpdump', 'socat', 'sysctl', `${CNI_PATH}/portmap`], features: ['tun'] },
 
   async topology(lab) {
     const { client, router, host, pod } = await lab.hostsNamed('client', 'router', 'host', 'pod');
     await Promise.all([
       veth([client, 'eth0', `${CLIENT}/32`], [router, 'wan0', `${PUBLIC}/32`]),
       veth([router, 'lan0', '192.168.3.1/24'], [host, 'eno2', `${HOST}/24`]),
-      veth([host, 'veth-pod'], [pod, 'eth0', `${POD}/24`]),
     ]);
     const nft = new Nft(host);
     await Promise.all([
@@ -173,31 +200,17 @@ export default defineScenario<Ctx>({
             oifname "wan0" ip saddr 192.168.3.0/24 masquerade
           }
         }`),
-      host.bridge('cni0', { addr: '10.42.0.1/24', ports: ['veth-pod'] }),
+      // k3s's pod network: the CNI plugins make cni0, the pod's veth and address, and the hostPort's rules
+      cniAdd(host, pod, K3S_NETWORK, {
+        containerId: 'tun-synack-pod',
+        args: { IP: POD },
+        runtimeConfig: { portMappings: [{ hostPort: 8443, containerPort: 8443, protocol: 'tcp' }] },
+      }).then(() =>
+        // flannel's masquerade for pods (flannel itself is not packaged: its rule, shortened), after portmap's in the same table
+        new Iptables(host, 'machine').rules('-t nat -A POSTROUTING -s 10.42.0.0/16 ! -d 10.42.0.0/16 -j MASQUERADE'),
+      ),
       host.ip('route add default via 192.168.3.1'),
       host.sysctl({ 'net.ipv4.ip_forward': 1, 'net.ipv4.conf.all.rp_filter': 2, 'net.ipv4.conf.default.rp_filter': 2 }),
-      // k3s: the CNI portmap hostPort, shaped like the write-up's, and flannel's masquerade for pods
-      nft.apply(`
-        table ip nat {
-          chain PREROUTING {
-            type nat hook prerouting priority dstnat; policy accept;
-            fib daddr type local jump CNI-HOSTPORT-DNAT
-          }
-          chain POSTROUTING {
-            type nat hook postrouting priority srcnat; policy accept;
-            jump CNI-HOSTPORT-MASQ
-            ip saddr 10.42.0.0/16 ip daddr != 10.42.0.0/16 masquerade
-          }
-          chain CNI-HOSTPORT-SETMARK { meta mark set mark or 0x2000; }
-          chain CNI-HOSTPORT-MASQ { meta mark & 0x2000 == 0x2000 masquerade; }
-          chain CNI-HOSTPORT-DNAT { ip protocol tcp tcp dport { 8443 } jump CNI-DN-0ffdff59029f5c5556a11; }
-          chain CNI-DN-0ffdff59029f5c5556a11 {
-            ip saddr 10.42.0.0/24 tcp dport 8443 jump CNI-HOSTPORT-SETMARK
-            ip saddr 127.0.0.1 tcp dport 8443 jump CNI-HOSTPORT-SETMARK
-            tcp dport 8443 dnat to 10.42.0.135:8443
-          }
-        }`),
-      pod.ip('route add default via 10.42.0.1'),
       host.tun('Meta', '198.18.0.1/30'),
       serve(pod, 'tcp', 8443, 'whoami'),
       serve(host, 'tcp', 8100, 'whoami'),

@@ -8,8 +8,9 @@
 #  :443 API        lan0 192.168.3.1/24 ══ eno2 192.168.3.7/24
 #                  dnat :8443,:8100       default via 192.168.3.1
 #                  masquerade lan         :8100 host service
-#                                         ─[cni0 10.42.0.1/24]─ veth-pod ══ eth0 10.42.0.135/24
-#                                         CNI-HOSTPORT-DNAT :8443           :8443 service
+#                                         ─[cni0 10.42.0.1/24]─ veth… ══ eth0 10.42.0.135/24
+#                                         CNI-HOSTPORT-DNAT :8443        :8443 service
+#                                         (the CNI bridge and portmap plugins)
 #                                         Meta 198.18.0.1/30 (mihomo's tun)
 #                                         inet mihomo: tcp redirect to :43591
 set -euo pipefail
@@ -147,7 +148,6 @@ ip netns exec $L-pod sysctl -q -p $W/kernel-defaults.conf
 ip netns exec $L-router sysctl -q -p $W/kernel-defaults.conf
 ip netns exec $L-router sysctl -qw net.ipv4.ip_forward=1
 ip -n $L-client link add eth0 type veth peer name wan0 netns $L-router
-ip -n $L-host link add veth-pod type veth peer name eth0 netns $L-pod
 ip -n $L-router link add lan0 type veth peer name eno2 netns $L-host
 ip -n $L-client -batch - <<'NETNS_LAB_EOF'
 addr add 1.1.1.1/32 dev eth0
@@ -157,11 +157,6 @@ ip -n $L-host -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.3.7/24 dev eno2
 link set eno2 up
 NETNS_LAB_EOF
-ip -n $L-host link set veth-pod up
-ip -n $L-pod -batch - <<'NETNS_LAB_EOF'
-addr add 10.42.0.135/24 dev eth0
-link set eth0 up
-NETNS_LAB_EOF
 ip -n $L-router -batch - <<'NETNS_LAB_EOF'
 addr add 114.154.19.19/32 dev wan0
 link set wan0 up
@@ -170,41 +165,88 @@ ip -n $L-router -batch - <<'NETNS_LAB_EOF'
 addr add 192.168.3.1/24 dev lan0
 link set lan0 up
 NETNS_LAB_EOF
-ip -n $L-host -batch - <<'NETNS_LAB_EOF'
-link add cni0 type bridge
-addr add 10.42.0.1/24 dev cni0
-link set veth-pod master cni0
-link set veth-pod up
-link set cni0 up
+ip netns exec $L-host env CNI_COMMAND=ADD CNI_CONTAINERID=tun-synack-pod CNI_NETNS=/run/netns/$L-pod CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni 'CNI_ARGS=IgnoreUnknown=1;IP=10.42.0.135' /usr/lib/cni/bridge <<NETNS_LAB_EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "cbr0",
+  "type": "bridge",
+  "bridge": "cni0",
+  "isGateway": true,
+  "isDefaultGateway": true,
+  "hairpinMode": true,
+  "forceAddress": true,
+  "ipMasq": false,
+  "ipam": {
+    "dataDir": "$W/cni",
+    "type": "host-local",
+    "ranges": [
+      [
+        {
+          "subnet": "10.42.0.0/24"
+        }
+      ]
+    ],
+    "routes": [
+      {
+        "dst": "10.42.0.0/16"
+      }
+    ]
+  }
+}
+NETNS_LAB_EOF
+ip netns exec $L-host env CNI_COMMAND=ADD CNI_CONTAINERID=tun-synack-pod CNI_NETNS=/run/netns/$L-pod CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni 'CNI_ARGS=IgnoreUnknown=1;IP=10.42.0.135' /usr/lib/cni/portmap <<NETNS_LAB_EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "cbr0",
+  "type": "portmap",
+  "capabilities": {
+    "portMappings": true
+  },
+  "snat": true,
+  "runtimeConfig": {
+    "portMappings": [
+      {
+        "hostPort": 8443,
+        "containerPort": 8443,
+        "protocol": "tcp"
+      }
+    ]
+  },
+  "prevResult": {
+    "cniVersion": "1.0.0",
+    "interfaces": [
+      {
+        "name": "eth0",
+        "sandbox": "/run/netns/$L-pod"
+      }
+    ],
+    "ips": [
+      {
+        "interface": 0,
+        "address": "10.42.0.135/24",
+        "gateway": "10.42.0.1"
+      }
+    ],
+    "routes": [
+      {
+        "dst": "10.42.0.0/16"
+      },
+      {
+        "dst": "0.0.0.0/0",
+        "gw": "10.42.0.1"
+      }
+    ],
+    "dns": {}
+  }
+}
 NETNS_LAB_EOF
 ip -n $L-client -batch - <<'NETNS_LAB_EOF'
 route add 114.154.19.19/32 dev eth0
 route add default via 114.154.19.19
 NETNS_LAB_EOF
 ip -n $L-host route add default via 192.168.3.1
-ip -n $L-pod route add default via 10.42.0.1
 ip -n $L-router route add 1.1.1.1/32 dev wan0
-ip netns exec $L-host nft -f - <<'NETNS_LAB_EOF'
-table ip nat {
-  chain PREROUTING {
-    type nat hook prerouting priority dstnat; policy accept;
-    fib daddr type local jump CNI-HOSTPORT-DNAT
-  }
-  chain POSTROUTING {
-    type nat hook postrouting priority srcnat; policy accept;
-    jump CNI-HOSTPORT-MASQ
-    ip saddr 10.42.0.0/16 ip daddr != 10.42.0.0/16 masquerade
-  }
-  chain CNI-HOSTPORT-SETMARK { meta mark set mark or 0x2000; }
-  chain CNI-HOSTPORT-MASQ { meta mark & 0x2000 == 0x2000 masquerade; }
-  chain CNI-HOSTPORT-DNAT { ip protocol tcp tcp dport { 8443 } jump CNI-DN-0ffdff59029f5c5556a11; }
-  chain CNI-DN-0ffdff59029f5c5556a11 {
-    ip saddr 10.42.0.0/24 tcp dport 8443 jump CNI-HOSTPORT-SETMARK
-    ip saddr 127.0.0.1 tcp dport 8443 jump CNI-HOSTPORT-SETMARK
-    tcp dport 8443 dnat to 10.42.0.135:8443
-  }
-}
-NETNS_LAB_EOF
+ip netns exec $L-host iptables -w -t nat -A POSTROUTING -s 10.42.0.0/16 '!' -d 10.42.0.0/16 -j MASQUERADE
 ip netns exec $L-router nft -f - <<'NETNS_LAB_EOF'
 table ip nat {
   chain prerouting {
@@ -347,8 +389,8 @@ ready h7 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-host tcpdump -l -n --immediate-mode -U -w $W/host-eno2-1.pcap --print -i eno2 'udp port 443' >"$W/h8" 2>&1 & PIDS+=($!); echo $! >"$W/h8.pid"   # capture on eno2
 ready h8 'grep -Eq '"'"'^(tcpdump: )?listening on'"'"' "$LOG"'
 ip netns exec $L-pod socat -d -d - UDP:1.1.1.1:443 >"$W/h9" 2>&1 & PIDS+=($!); echo $! >"$W/h9.pid"   # udp probe to 1.1.1.1:443
-# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558177ff3000, 8192): Connection refused]
-# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x558177ff3000, 8192): Connection refused]
+# the cost: a datagram the pod sends to 1.1.1.1:443 leaves by eno2: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x55fba8193000, 8192): Connection refused]
+# ... and never enters Meta: the proxy no longer sees the pods' UDP: Meta: nothing; eno2: 00:00:00.000000 IP 192.168.3.7.PORT2 > 1.1.1.1.443: UDP, length 19; udp pod -> 1.1.1.1:443: refused [socat[PID] E read(5, 0x55fba8193000, 8192): Connection refused]
 ip netns exec $L-host nft list ruleset
 expect answered "netns-lab-token4-$$" "proof: tcp probe to 1.1.1.1:443" "$(probe "netns-lab-token4-$$" "netns-lab-token4-$$" ip netns exec $L-pod socat -d -d - TCP:1.1.1.1:443 2>&1 || true)" '{token} from 10.42.0.135'
 ip netns exec $L-host nft list ruleset
