@@ -49,10 +49,10 @@ export async function cniAdd(host: Host, pod: Host, network: CniNetwork, attachm
     result = await callPlugin(host, pod, 'ADD', network, plugin, attachment, result);
   }
   const added = result;
+  if (!added) throw new Error(`CNI network ${network.name} has no plugins`);
   host.lab.atTeardown(async () => {
     for (const plugin of [...network.plugins].reverse()) await callPlugin(host, pod, 'DEL', network, plugin, attachment, added);
   });
-  if (!added) throw new Error(`CNI network ${network.name} has no plugins`);
   return added;
 }
 

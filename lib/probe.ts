@@ -205,16 +205,17 @@ export async function serve(host: Host, proto: 'tcp' | 'udp', listen: string | n
 }
 
 /** The unprivileged user the write-ups' user-level services run as: it may not bind ports below 1024. */
-export const UNPRIVILEGED = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] as const;
+const UNPRIVILEGED = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups'] as const;
 
-const CADDY_BODY = '{http.request.method} {http.request.uri} served by caddy';
+/** `caddy respond` as the unprivileged user: one fixed answer on `port`, no config file, no admin endpoint. */
+const caddyRespond = (port: number, body: string) => [...UNPRIVILEGED, 'caddy', 'respond', '--listen', `:${port}`, '--body', body];
 
 /**
  * caddy as an unprivileged user, as write-up 002 runs it, answering every request on `port` with its
  * method and path (the probe's token): `caddy respond`, no config file, no admin endpoint.
  */
 export function caddy(host: Host, port: number): Promise<Background> {
-  return host.start([...UNPRIVILEGED, 'caddy', 'respond', '--listen', `:${port}`, '--body', CADDY_BODY], {
+  return host.start(caddyRespond(port, '{http.request.method} {http.request.uri} served by caddy'), {
     note: `caddy (user nobody) on tcp/${port}`,
     ready: 'Server address: ',
   });
@@ -225,9 +226,7 @@ export function caddy(host: Host, port: number): Promise<Background> {
  * listened. `timeout` ends it if it does (the same command in a demo script must not hang).
  */
 export async function caddyTriesToListen(host: Host, port: number): Promise<{ denied: boolean; said: string }> {
-  const res = await host.exec(['timeout', '10', ...UNPRIVILEGED, 'caddy', 'respond', '--listen', `:${port}`, '--body', 'x'], {
-    check: false,
-  });
+  const res = await host.exec(['timeout', '10', ...caddyRespond(port, 'x')], { check: false });
   const error = res.stderr.split('\n').find((l) => l.includes(`listen tcp :${port}`));
   if (error) return { denied: /bind: permission denied/.test(error), said: error.trim() };
   const last = res.stderr.trim().split('\n').at(-1);
